@@ -1,0 +1,5 @@
+"""``python -m nebula``: the same as the ``nebula`` command."""
+
+from nebula import cli
+
+cli.run()

@@ -1,0 +1,236 @@
+"""The ``nebula`` command: the core's subcommands, plus those the runtimes register.
+
+Core subcommands live here (``validate``, ``crds``, ``db``). Runtimes add theirs through the
+``nebula.commands`` entry-point group (an object with ``name``, ``help``, ``configure(parser)``
+and ``run(args) -> int``), so this module never imports kopf, FastAPI or the bots.
+
+Exit codes: 0 success, 1 the input is wrong (permanent errors, invalid manifests), 2 usage
+errors (argparse), 3 a service did not answer (transient errors; try again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import pathlib
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import rich.console
+import rich.progress
+
+import nebula
+from nebula import crds, db, errors, manifests, settings
+
+__all__ = ["Command", "main", "run"]
+
+EXIT_OK, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 3
+
+_out = rich.console.Console(highlight=False, soft_wrap=True)
+_err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Command(Protocol):
+    """What a runtime registers under the ``nebula.commands`` entry-point group."""
+
+    name: str
+    help: str
+
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one subcommand and returns its exit code (the console script exits with it)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return EXIT_INVALID
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    # The user must change something: say what, no traceback.
+    except errors.PermanentError as error:
+        _err.print(f"[red]error:[/red] {error}", markup=True)
+        return EXIT_INVALID
+    # A service did not answer: the same command may work in a moment.
+    except errors.TransientError as error:
+        _err.print(f"[yellow]unavailable:[/yellow] {error} (try again)", markup=True)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nebula", description="Nebula Command: your homelab, declared in Git."
+    )
+    parser.add_argument("--version", action="version", version=f"nebula {nebula.__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate", help="check manifests: every error with file:line and field"
+    )
+    validate.add_argument("path", nargs="?", default="manifests", help="folder or file")
+    validate.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    validate.add_argument(
+        "--namespace", default="default", help="namespace of resources that name none"
+    )
+    validate.set_defaults(run=_validate)
+
+    generate = commands.add_parser("crds", help="write the CRDs generated from the models")
+    generate.add_argument("directory", nargs="?", default="crds")
+    generate.add_argument(
+        "--check", action="store_true", help="only report whether the folder is up to date"
+    )
+    generate.set_defaults(run=_crds)
+
+    database = commands.add_parser("db", help="the PostgreSQL schema").add_subparsers(
+        title="db commands", metavar="COMMAND", required=True
+    )
+    migrate = database.add_parser("migrate", help="apply pending migrations")
+    migrate.add_argument("--to", type=int, default=None, help="stop after this version")
+    migrate.set_defaults(run=_db_migrate)
+    state = database.add_parser("status", help="list migrations and whether they are applied")
+    state.set_defaults(run=_db_status)
+    for sub in (migrate, state):
+        sub.add_argument("--database-url", help="default: $NEBULA_DATABASE_URL or $DATABASE_URL")
+
+    for entry in importlib.metadata.entry_points(group="nebula.commands"):
+        command: Command = entry.load()
+        sub = commands.add_parser(command.name, help=command.help)
+        command.configure(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+# --- validate --------------------------------------------------------------------------------
+
+
+def _validate(args: argparse.Namespace) -> int:
+    root = pathlib.Path(args.path)
+    if not root.exists():
+        raise errors.ConfigurationError(f"{args.path}: no such file or folder")
+    with _progress("Validating manifests") as advance:
+        loaded = manifests.load_path(
+            root, shown_as=args.path, namespace=args.namespace, progress=advance
+        )
+    if args.output == "json":
+        _out.print_json(json.dumps(_as_json(loaded)))
+    elif loaded.errors:
+        for error in loaded.errors:
+            _out.print(str(error), markup=False)
+        count, files = len(loaded.errors), len({e.file for e in loaded.errors})
+        _out.print(
+            f"{count} error{'s' if count != 1 else ''} in {files} file{'s' if files != 1 else ''}"
+            "; nothing would be applied",
+            markup=False,
+        )
+    else:
+        _print_summary(loaded, args.path)
+    return EXIT_INVALID if loaded.errors else EXIT_OK
+
+
+def _print_summary(loaded: manifests.ManifestSet, path: str) -> None:
+    counts = loaded.count_by_kind()
+    total = sum(counts.values())
+    _out.print(f"{path}: {total} resources in {loaded.files} files, all valid", markup=False)
+    for kind, count in counts.items():
+        names = sorted(str(key.name) for key in loaded.resources if key.kind == kind)
+        shown = ", ".join(names[:6]) + (f", … (+{len(names) - 6})" if len(names) > 6 else "")
+        _out.print(f"  {kind:<14} {count:>5}  {shown}", markup=False)
+
+
+def _as_json(loaded: manifests.ManifestSet) -> dict[str, Any]:
+    return {
+        "valid": not loaded.errors,
+        "files": loaded.files,
+        "resources": {
+            kind: sorted(str(key) for key in loaded.resources if key.kind == kind)
+            for kind in loaded.count_by_kind()
+        },
+        "errors": [error.to_dict() for error in loaded.errors],
+    }
+
+
+# --- crds ------------------------------------------------------------------------------------
+
+
+def _crds(args: argparse.Namespace) -> int:
+    directory = pathlib.Path(args.directory)
+    if args.check:
+        stale = crds.diff(directory)
+        for name in stale:
+            _out.print(f"{directory / name}: out of date (run `nebula crds`)", markup=False)
+        return EXIT_INVALID if stale else EXIT_OK
+    written = crds.write(directory)
+    _out.print(f"wrote {len(written)} files to {directory}/", markup=False)
+    return EXIT_OK
+
+
+# --- db --------------------------------------------------------------------------------------
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    url = args.database_url or settings.Settings().database_url
+    if not url:
+        raise errors.ConfigurationError(
+            "no database: pass --database-url or set DATABASE_URL (a postgresql:// URL)"
+        )
+    return str(url)
+
+
+def _db_migrate(args: argparse.Namespace) -> int:
+    applied = db.migrate(
+        _database_url(args),
+        target=args.to,
+        progress=lambda m: _err.print(f"applying {m.version:04d} {m.name}", markup=False),
+    )
+    _out.print(
+        f"applied {len(applied)} migration{'s' if len(applied) != 1 else ''}"
+        if applied
+        else "the database is up to date",
+        markup=False,
+    )
+    return EXIT_OK
+
+
+def _db_status(args: argparse.Namespace) -> int:
+    for state in db.status(_database_url(args)):
+        when = state.applied_at.isoformat(timespec="seconds") if state.applied_at else "pending"
+        _out.print(f"{state.version:04d}  {state.name:<32} {when}", markup=False)
+    return EXIT_OK
+
+
+# --- progress --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr for work that may take more than a second; silent off a tty."""
+    bar = rich.progress.Progress(
+        rich.progress.TextColumn("{task.description}"),
+        rich.progress.BarColumn(),
+        rich.progress.MofNCompleteColumn(),
+        rich.progress.TimeElapsedColumn(),
+        console=_err,
+        transient=True,
+        disable=not _err.is_terminal,
+    )
+    task = bar.add_task(description, total=None)
+
+    def advance(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield advance
+
+
+def run() -> None:
+    """The console script's entry point."""
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""PostgreSQL access for the core: the schema and its versioned migrations.
+
+The runtimes call ``migrate`` at start-up and the CLI reports ``status``; the SQL files live in
+``nebula/db/migrations/`` as package data. Nothing here knows of kopf, FastAPI or the bots, and
+nothing here opens a connection at import time.
+"""
+
+from nebula.db.migrating import Migration, MigrationState, discover, migrate, status
+
+__all__ = ["Migration", "MigrationState", "discover", "migrate", "status"]

@@ -1,0 +1,388 @@
+"""Manifests → typed resources, with every error located at file:line:column and field path.
+
+Called by ``nebula validate``, the sync (which feeds it git blobs) and the tests. Loading is split
+so a sync can cache per file: :func:`load_file` is a pure function of a file's name and bytes;
+:func:`assemble` joins files into one desired set and checks what spans files (duplicates and
+references between resources). Nothing here writes anywhere; a set with errors is returned whole
+so the caller can report every error and apply nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import difflib
+import functools
+import gc
+import pathlib
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import pydantic
+
+from nebula import errors, resources
+from nebula.manifests import parsing
+from nebula.resources import base
+
+__all__ = [
+    "DEFAULT_MAX_FILE_BYTES",
+    "LoadedFile",
+    "ManifestSet",
+    "Origin",
+    "assemble",
+    "collector_paused",
+    "load_file",
+    "load_path",
+    "manifest_files",
+]
+
+DEFAULT_MAX_FILE_BYTES = 4 * 1024 * 1024
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Where a resource was declared: the file (as shown to the user), document and first line."""
+
+    file: str
+    document: int
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedFile:
+    """The resources and errors of one file; depends only on its name and content."""
+
+    name: str
+    text: str | None  # None when the bytes could not be read as text
+    resources: tuple[tuple[base.Resource, Origin], ...]
+    errors: tuple[errors.ManifestError, ...]
+    # Resources declared here that failed validation: references to them are not "dangling".
+    invalid: tuple[base.ResourceKey, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestSet:
+    """A desired set: the valid resources, where each came from, and every error found."""
+
+    resources: dict[base.ResourceKey, base.Resource]
+    origins: dict[base.ResourceKey, Origin]
+    errors: list[errors.ManifestError]
+    files: int
+
+    def raise_for_errors(self) -> None:
+        """Raises :class:`~nebula.errors.InvalidManifests` when any error was found."""
+        if self.errors:
+            raise errors.InvalidManifests(self.errors)
+
+    def count_by_kind(self) -> dict[str, int]:
+        """How many resources of each kind, in the order of :data:`resources.KINDS`."""
+        counts = collections.Counter(key.kind for key in self.resources)
+        return {kind: counts[kind] for kind in resources.KINDS if counts[kind]}
+
+
+# --- One file --------------------------------------------------------------------------------
+
+
+def load_file(
+    name: str,
+    data: bytes,
+    *,
+    namespace: str = "default",
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> LoadedFile:
+    """Parses and validates every document of one file; never raises for bad input.
+
+    ``name`` is how the file is shown in errors; ``namespace`` is given to namespaced resources
+    that do not name one.
+    """
+    text, problem = _decode(data, max_bytes)
+    if text is None:
+        return LoadedFile(name, None, (), (errors.ManifestError(name, *problem),))
+    try:
+        documents = parsing.parse(text)
+    except parsing.ParseError as error:
+        failure = errors.ManifestError(name, error.line, error.column, "", error.message)
+        return LoadedFile(name, text, (), (failure,))
+    loaded: list[tuple[base.Resource, Origin]] = []
+    found: list[errors.ManifestError] = []
+    invalid: list[base.ResourceKey] = []
+    for document in documents:
+        if document.data is None:
+            continue  # an empty document, e.g. a trailing "---"
+        origin = Origin(name, document.index, document.line)
+        resource, issues = _resource(document.data, namespace)
+        if issues:
+            found.extend(_locate(issues, text, origin))
+            invalid.extend(_declared_key(document.data, namespace))
+        elif resource is not None:
+            loaded.append((resource, origin))
+    return LoadedFile(name, text, tuple(loaded), tuple(found), tuple(invalid))
+
+
+def _declared_key(data: Any, namespace: str) -> Iterator[base.ResourceKey]:
+    """The key an invalid document meant to declare, when its kind and name can be read."""
+    kind = data.get("kind") if isinstance(data, dict) else None
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    if (
+        kind in resources.KINDS
+        and isinstance(metadata, dict)
+        and isinstance(metadata.get("name"), str)
+    ):
+        cluster = resources.KINDS[kind].info.scope == "Cluster"
+        yield base.ResourceKey(
+            kind, None if cluster else metadata.get("namespace") or namespace, metadata["name"]
+        )
+
+
+def _decode(data: bytes, max_bytes: int) -> tuple[str | None, tuple[int, int, str, str]]:
+    if len(data) > max_bytes:
+        limit = f"{max_bytes / 1048576:g} MiB"
+        return None, (1, 1, "", f"file is larger than the limit of {limit}; split it")
+    if b"\0" in data:
+        return None, (1, 1, "", "binary file (it contains NUL bytes), not a YAML manifest")
+    try:
+        return data.decode("utf-8-sig"), (0, 0, "", "")
+    # Latin-1 or another encoding: say where the first byte that is not UTF-8 sits.
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        byte = data[error.start : error.start + 1].hex()
+        return None, (line, column, "", f"not UTF-8 text (byte 0x{byte})")
+
+
+Problem = tuple[parsing.Path, str]
+"""A problem at a path of the document, before it is located in the text."""
+
+
+def _resource(data: Any, namespace: str) -> tuple[base.Resource | None, list[Problem]]:
+    """The resource a document declares, or the problems that prevent it."""
+    if not isinstance(data, dict):
+        what = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
+        return None, [
+            ((), f"a manifest is a mapping of apiVersion, kind, metadata, spec; not {what}")
+        ]
+    envelope = _envelope(data)
+    if isinstance(envelope, list):
+        return None, envelope
+    cls = envelope
+    metadata = data.get("metadata")
+    if (
+        cls.info.scope == "Namespaced"
+        and isinstance(metadata, dict)
+        and not metadata.get("namespace")
+    ):
+        data = {**data, "metadata": {**metadata, "namespace": namespace}}
+    try:
+        resource = cls.model_validate(data, by_name=False)
+    except pydantic.ValidationError as error:
+        return None, _pydantic_problems(error, cls)
+    return resource, [(issue.path, issue.message) for issue in resource.issues()]
+
+
+def _envelope(data: dict[Any, Any]) -> type[base.Resource] | list[Problem]:
+    """The class a document's apiVersion and kind name, or why they name none."""
+    api_version, kind = data.get("apiVersion"), data.get("kind")
+    problems: list[Problem] = []
+    if kind is None:
+        problems.append(((), "'kind' is missing: one of " + ", ".join(resources.KINDS)))
+    elif kind not in resources.KINDS:
+        close = difflib.get_close_matches(str(kind), resources.KINDS, n=1)
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else "Nebula manages " + ", ".join(resources.KINDS)
+        )
+        problems.append((("kind",), f"unknown kind {kind!r} ({hint})"))
+    if api_version is None:
+        problems.append(((), f"'apiVersion' is missing: expected {resources.API_VERSION}"))
+    elif api_version != resources.API_VERSION:
+        problems.append(
+            (
+                ("apiVersion",),
+                f"apiVersion {api_version!r} is not served: expected {resources.API_VERSION}",
+            )
+        )
+    cls = resources.KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is not None:
+        metadata = data.get("metadata")
+        if "status" in data:
+            problems.append((("status",), "status is written by Nebula, not declared in Git"))
+        if cls.info.scope == "Cluster" and isinstance(metadata, dict) and metadata.get("namespace"):
+            problems.append(
+                (("metadata", "namespace"), f"{kind} is cluster-scoped and has no namespace")
+            )
+    return problems if problems or cls is None else cls
+
+
+def _pydantic_problems(error: pydantic.ValidationError, cls: type[base.Resource]) -> list[Problem]:
+    problems: dict[parsing.Path, list[str]] = {}
+    for item in error.errors(include_url=False):
+        path, message = _explain(item, cls)
+        problems.setdefault(path, [])
+        if message not in problems[path]:
+            problems[path].append(message)
+    # A value that fits no branch of a union fails once per branch: one problem, all reasons.
+    return [(path, "; or ".join(messages)) for path, messages in problems.items()]
+
+
+def _explain(item: Any, cls: type[base.Resource]) -> Problem:
+    loc: parsing.Path = tuple(item["loc"])
+    kind = item["type"]
+    if kind == "value_error":
+        return loc, str(item["ctx"]["error"])
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _vocabulary(cls), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return loc, f"unknown field {loc[-1]!r}{hint}"
+    if kind == "missing":
+        return loc, "required field is missing"
+    value = item.get("input")
+    got = (
+        f" (got {value!r})"
+        if isinstance(value, str | int | float | bool) and len(repr(value)) < 80
+        else ""
+    )
+    return loc, f"{item['msg']}{got}"
+
+
+@functools.cache
+def _vocabulary(cls: type[pydantic.BaseModel]) -> list[str]:
+    """Every field name (as written in YAML) anywhere under a model, for "did you mean" hints."""
+    names: set[str] = set()
+    todo: list[Any] = [cls]
+    seen: set[Any] = set()
+    while todo:
+        item = todo.pop()
+        if item in seen:
+            continue
+        seen.add(item)
+        if isinstance(item, type) and issubclass(item, pydantic.BaseModel):
+            for name, field in item.model_fields.items():
+                names.add(field.alias or name)
+                todo.append(field.annotation)
+        else:
+            todo.extend(typing.get_args(item))
+            if isinstance(item, types.UnionType):
+                todo.extend(item.__args__)
+    return sorted(names)
+
+
+def _locate(problems: list[Problem], text: str, origin: Origin) -> Iterator[errors.ManifestError]:
+    """Turns problems at document paths into errors at file:line:column (re-reads the document)."""
+    positions = parsing.positions(text, origin.document)
+    for path, message in problems:
+        known = path
+        while known and known not in positions:
+            known = known[:-1]
+        # Beyond the data, a path continues with names of union branches ("int", "str"):
+        # keep the part that exists, plus a missing field's own name.
+        shown = path if message == "required field is missing" else known
+        line, column = positions.get(known, (origin.line, 1))
+        yield errors.ManifestError(origin.file, line, column, _dotted(shown), message)
+
+
+def _dotted(path: parsing.Path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+# --- A set of files --------------------------------------------------------------------------
+
+
+def assemble(files: Iterable[LoadedFile]) -> ManifestSet:
+    """Joins loaded files into one desired set, adding duplicate and reference errors."""
+    files = list(files)
+    found: list[errors.ManifestError] = [e for f in files for e in f.errors]
+    texts = {f.name: f.text for f in files}
+    desired: dict[base.ResourceKey, base.Resource] = {}
+    origins: dict[base.ResourceKey, Origin] = {}
+    for loaded in files:
+        for resource, origin in loaded.resources:
+            key = resource.key
+            if key in origins:
+                first = origins[key]
+                message = f"duplicate {key}: also declared at {first}"
+                found.extend(_locate([(("metadata", "name"), message)], loaded.text or "", origin))
+                continue
+            desired[key], origins[key] = resource, origin
+    # References to resources that are declared but invalid are not reported again.
+    invalid = {key for f in files for key in f.invalid}
+    for key, issue in resources.references.check(desired, declared=invalid):
+        origin = origins[key]
+        found.extend(_locate([(issue.path, issue.message)], texts[origin.file] or "", origin))
+    found.sort(key=lambda e: (e.file, e.line, e.column, e.field))
+    return ManifestSet(desired, origins, found, len(files))
+
+
+def manifest_files(root: pathlib.Path) -> list[pathlib.Path]:
+    """The YAML files under a folder (or the file itself), sorted, hidden ones skipped."""
+    if root.is_file():
+        return [root]
+    return sorted(
+        path
+        for path in root.rglob("*")
+        if path.suffix in MANIFEST_SUFFIXES
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+
+
+def load_path(
+    root: pathlib.Path,
+    *,
+    shown_as: str | None = None,
+    namespace: str = "default",
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    progress: Callable[[int, int], None] | None = None,
+) -> ManifestSet:
+    """Loads every manifest under a folder (or one file); errors show paths under ``shown_as``.
+
+    A link that leads out of the folder is an error, not followed. ``progress`` is called with
+    (files done, files in all) after each file.
+    """
+    shown = pathlib.PurePath(shown_as if shown_as is not None else str(root))
+    top = root.resolve()
+    with collector_paused():
+        loaded: list[LoadedFile] = []
+        paths = manifest_files(root)
+        for done, path in enumerate(paths):
+            if progress:
+                progress(done, len(paths))
+            name = str(shown / path.relative_to(root)) if path != root else str(shown)
+            if root.is_dir() and not path.resolve().is_relative_to(top):
+                message = "a link out of the manifests folder is not followed"
+                failure = errors.ManifestError(name, 1, 1, "", message)
+                loaded.append(LoadedFile(name, None, (), (failure,)))
+                continue
+            with path.open("rb") as stream:
+                data = stream.read(max_bytes + 1)
+            loaded.append(load_file(name, data, namespace=namespace, max_bytes=max_bytes))
+        if progress:
+            progress(len(paths), len(paths))
+        return assemble(loaded)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pauses Python's cyclic garbage collector while many objects are built.
+
+    Loading allocates hundreds of thousands of small, acyclic objects that all stay alive; each
+    full collection would walk all of them again, which made loading 10,000 resources four
+    times slower (bench/load.py). Reference counting still frees everything as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -1,0 +1,230 @@
+"""``NebulaService``: a workload (dashboard, bot, database, Ollama, ComfyUI) and where it runs.
+
+Pure data, no I/O. Secrets enter only as :class:`~nebula.resources.base.SecretKeyRef`; an
+environment variable whose name says it is a secret must not carry a literal value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import ClassVar, Literal
+
+import pydantic
+
+from nebula.resources import base, conditions, fields
+
+__all__ = [
+    "Domain",
+    "EnvVar",
+    "HealthCheck",
+    "HttpCheck",
+    "NebulaService",
+    "NebulaServiceSpec",
+    "NebulaServiceStatus",
+    "Placement",
+    "ServicePort",
+    "ServiceResources",
+    "TcpCheck",
+    "Volume",
+]
+
+_SECRET_NAME_RE = re.compile(
+    r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.IGNORECASE
+)
+PortRef = int | str  # a port number, or the name of a declared port
+
+
+class ServicePort(base.Model):
+    """A port the workload listens on."""
+
+    name: str = pydantic.Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=15)
+    port: int = pydantic.Field(ge=1, le=65535)
+    protocol: Literal["TCP", "UDP"] = "TCP"
+
+
+class EnvVar(base.Model):
+    """One environment variable: a literal value, or a key of a Secret."""
+
+    name: str = pydantic.Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    value: str | None = None
+    secret_ref: base.SecretKeyRef | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _value_or_secret(self) -> EnvVar:
+        if (self.value is None) == (self.secret_ref is None):
+            raise ValueError(f"env {self.name}: set exactly one of 'value' or 'secretRef'")
+        if self.value and _SECRET_NAME_RE.search(self.name):
+            raise ValueError(
+                f"env {self.name} looks like a secret: secrets never go into Git, "
+                "use secretRef: {name: <secret>, key: <key>}"
+            )
+        return self
+
+
+class HttpCheck(base.Model):
+    """Healthy when an HTTP GET answers 2xx or 3xx."""
+
+    path: str = pydantic.Field(default="/", pattern=r"^/")
+    port: PortRef
+    scheme: Literal["http", "https"] = "http"
+
+
+class TcpCheck(base.Model):
+    """Healthy when a TCP connection opens."""
+
+    port: PortRef
+
+
+class HealthCheck(base.Model):
+    """How to tell the workload is healthy: exactly one of ``http`` or ``tcp``."""
+
+    http: HttpCheck | None = None
+    tcp: TcpCheck | None = None
+    interval: fields.Duration = "30s"
+    timeout: fields.Duration = "5s"
+    failure_threshold: int = pydantic.Field(default=3, ge=1, le=100)
+
+    @pydantic.model_validator(mode="after")
+    def _one_probe(self) -> HealthCheck:
+        if (self.http is None) == (self.tcp is None):
+            raise ValueError("set exactly one of 'http' or 'tcp'")
+        return self
+
+    @property
+    def port(self) -> PortRef:
+        """The port the probe connects to."""
+        probe = self.http or self.tcp
+        assert probe is not None  # guaranteed by _one_probe
+        return probe.port
+
+
+class Placement(base.Model):
+    """Where the workload may run: a named node, nodes with labels, and GPU needs."""
+
+    node: fields.DnsSubdomain | None = None  # a NebulaNode by name
+    node_selector: dict[fields.LabelKey, fields.LabelValue] = pydantic.Field(
+        default_factory=dict
+    )  # NebulaNode spec.labels
+    gpu: bool = False
+    min_vram: fields.Quantity | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _node_or_selector(self) -> Placement:
+        if self.node and self.node_selector:
+            raise ValueError("set 'node' or 'nodeSelector', not both")
+        if self.min_vram and not self.gpu:
+            raise ValueError("'minVram' needs 'gpu: true'")
+        return self
+
+
+class Domain(base.Model):
+    """A public name the service is published under (through Caddy)."""
+
+    host: fields.Hostname
+    port: PortRef | None = None  # None: the first declared port
+    path: str = pydantic.Field(default="/", pattern=r"^/")
+    tls: bool = True
+
+
+class Volume(base.Model):
+    """Persistent data kept on the node the workload runs on."""
+
+    name: fields.DnsLabel
+    mount_path: str = pydantic.Field(pattern=r"^(/|[A-Za-z]:[\\/])")
+    size: fields.Quantity
+
+
+class ServiceResources(base.Model):
+    """What the workload asks for."""
+
+    cpu: fields.Quantity | None = None
+    memory: fields.Quantity | None = None
+    gpus: int = pydantic.Field(default=0, ge=0, le=16)
+
+
+class NebulaServiceSpec(base.Spec):
+    """A workload: image, ports, environment, placement, health and public names."""
+
+    image: fields.ImageRef
+    description: str = ""
+    command: list[str] = pydantic.Field(default_factory=list)
+    args: list[str] = pydantic.Field(default_factory=list)
+    replicas: int = pydantic.Field(default=1, ge=0, le=50)
+    ports: list[ServicePort] = pydantic.Field(default_factory=list)
+    env: list[EnvVar] = pydantic.Field(default_factory=list)
+    uses: list[fields.DnsLabel] = pydantic.Field(
+        default_factory=list
+    )  # NebulaServices this one calls; their URLs are injected
+    placement: Placement = pydantic.Field(default_factory=Placement)
+    resources: ServiceResources = pydantic.Field(default_factory=ServiceResources)
+    health_check: HealthCheck | None = None
+    domains: list[Domain] = pydantic.Field(default_factory=list)
+    volumes: list[Volume] = pydantic.Field(default_factory=list)
+
+    def issues(self) -> Iterator[base.Issue]:
+        """Repeated names, and ports referred to but not declared."""
+        yield from base.unique([p.name for p in self.ports], "ports", "port name")
+        yield from base.unique([(p.port, p.protocol) for p in self.ports], "ports", "port")
+        yield from base.unique([e.name for e in self.env], "env", "variable")
+        yield from base.unique([v.name for v in self.volumes], "volumes", "volume")
+        yield from base.unique([v.mount_path for v in self.volumes], "volumes", "mount path")
+        yield from base.unique(self.uses, "uses", "service")
+        yield from base.unique([d.host for d in self.domains], "domains", "host")
+        if self.health_check:
+            # The port sits under the probe (healthCheck.http.port), which is where to point.
+            probe = "http" if self.health_check.http else "tcp"
+            path = ("healthCheck", probe, "port")
+            yield from self._port_declared(self.health_check.port, path)
+        for index, domain in enumerate(self.domains):
+            if domain.port is not None:
+                yield from self._port_declared(domain.port, ("domains", index, "port"))
+            elif not self.ports:
+                yield base.Issue(("domains", index), "a domain needs a declared port")
+
+    def _port_declared(self, ref: PortRef, path: base.FieldPath) -> Iterator[base.Issue]:
+        known: set[PortRef] = {p.name for p in self.ports} | {p.port for p in self.ports}
+        if ref not in known:
+            declared = ", ".join(f"{p.name} ({p.port})" for p in self.ports) or "none"
+            yield base.Issue(path, f"port {ref!r} is not declared in ports (declared: {declared})")
+
+
+class NebulaServiceStatus(conditions.Status):
+    """Where the workload runs and whether it answers its health check."""
+
+    nodes: list[conditions.PlacementStatus] = pydantic.Field(default_factory=list)
+    ready_replicas: int = 0
+    image: str | None = None  # the image actually running
+    url: str | None = None  # how other services reach it
+
+
+class NebulaService(base.Resource):
+    """A workload of the homelab."""
+
+    info: ClassVar[base.KindInfo] = base.KindInfo(
+        plural="nebulaservices",
+        scope="Namespaced",
+        short_names=("nsvc",),
+        description="A workload: image, ports, placement, health check, domains.",
+        columns=(
+            base.PrinterColumn("Image", ".spec.image"),
+            base.PrinterColumn("Replicas", ".spec.replicas", "integer"),
+            base.PrinterColumn("Ready Replicas", ".status.readyReplicas", "integer", priority=1),
+            base.PrinterColumn("Domain", ".spec.domains[0].host"),
+            base.PrinterColumn("URL", ".status.url", priority=1),
+        ),
+    )
+
+    kind: Literal["NebulaService"] = "NebulaService"
+    spec: NebulaServiceSpec
+    status: NebulaServiceStatus | None = None
+
+    def issues(self) -> Iterator[base.Issue]:
+        """The spec's issues, and a name that must also be a DNS label (it becomes a hostname)."""
+        try:
+            fields.check_dns_label(self.metadata.name)
+        except ValueError as error:
+            yield base.Issue(("metadata", "name"), f"{error} (a service name is a hostname)")
+        if self.metadata.name in self.spec.uses:
+            yield base.Issue(("spec", "uses"), "a service cannot use itself")
+        yield from super().issues()

@@ -1,0 +1,261 @@
+"""``Pipeline``: steps (LLM, ComfyUI, approval gate, post, deploy) as a DAG on a schedule.
+
+Pure data, no I/O. Steps name the steps they ``needs``; text fields may use templates
+``{{ params.<name> }}`` and ``{{ steps.<step>.output }}``. The checks here make sure every name
+a step refers to exists, that a step only reads outputs of steps it (transitively) needs, and that
+the steps form no cycle. References to other resources are checked across the whole set.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterator
+from typing import Annotated, ClassVar, Literal
+
+import pydantic
+
+from nebula.resources import base, conditions, fields
+
+__all__ = [
+    "ApprovalAction",
+    "ComfyAction",
+    "DeployAction",
+    "LlmAction",
+    "Pipeline",
+    "PipelineParameter",
+    "PipelineSpec",
+    "PipelineStatus",
+    "PostAction",
+    "Step",
+    "template_refs",
+]
+
+ACTIONS = ("llm", "comfyui", "approval", "post", "deploy")
+_TEMPLATE_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_REF_RE = re.compile(r"^(params\.[a-z][a-z0-9_]*|steps\.[a-z0-9-]+\.[a-z_]+|run\.[a-z_]+)$")
+
+Scalar = Annotated[
+    str | int | float | bool,
+    pydantic.WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True}),
+]
+
+
+def template_refs(text: str) -> Iterator[str]:
+    """The expressions between ``{{`` and ``}}`` in a text, stripped."""
+    for match in _TEMPLATE_RE.finditer(text):
+        yield match.group(1)
+
+
+class LlmAction(base.Model):
+    """Prompt an Ollama model (a NebulaModel of provider ollama)."""
+
+    model: fields.DnsSubdomain
+    prompt: str = pydantic.Field(min_length=1)
+    system: str = ""
+    temperature: float | None = pydantic.Field(default=None, ge=0, le=2)
+    max_tokens: int | None = pydantic.Field(default=None, ge=1)
+
+
+class ComfyAction(base.Model):
+    """Run a ComfyWorkflow with values for its exposed parameters."""
+
+    workflow: fields.DnsSubdomain
+    parameters: dict[str, Scalar] = pydantic.Field(default_factory=dict)
+
+
+class ApprovalAction(base.Model):
+    """Wait until a person approves in the web UI."""
+
+    message: str = pydantic.Field(min_length=1)
+    approvers: list[str] = pydantic.Field(
+        default_factory=list
+    )  # usernames or roles; empty: anyone with the approver role
+    timeout: fields.Duration | None = None  # None: wait as long as it takes
+
+
+class PostAction(base.Model):
+    """Post a message (and images of earlier steps) through a bot."""
+
+    bot_config: fields.DnsSubdomain
+    to: Literal["discord", "twitch", "youtube", "kick"] = "discord"
+    channel: str = pydantic.Field(min_length=1)
+    message: str = pydantic.Field(min_length=1)
+    attach: list[fields.DnsLabel] = pydantic.Field(
+        default_factory=list
+    )  # steps whose outputs are attached
+
+
+class DeployAction(base.Model):
+    """Open a change request that sets a service's image (it waits for approval like any other)."""
+
+    service: fields.DnsLabel
+    image: str = pydantic.Field(min_length=1)  # an image reference; templates allowed
+
+    @pydantic.field_validator("image")
+    @classmethod
+    def _image_or_template(cls, value: str) -> str:
+        if "{{" not in value:
+            fields.check_image(value)
+        return value
+
+
+class Step(base.Model):
+    """One step: exactly one action, the steps it needs, and how often to retry it."""
+
+    name: fields.DnsLabel
+    needs: list[fields.DnsLabel] = pydantic.Field(default_factory=list)
+    llm: LlmAction | None = None
+    comfyui: ComfyAction | None = None
+    approval: ApprovalAction | None = None
+    post: PostAction | None = None
+    deploy: DeployAction | None = None
+    timeout: fields.Duration | None = None
+    retries: int = pydantic.Field(default=0, ge=0, le=10)
+
+    @pydantic.model_validator(mode="after")
+    def _one_action(self) -> Step:
+        chosen = [name for name in ACTIONS if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            found = ", ".join(chosen) if chosen else "none"
+            raise ValueError(f"a step has exactly one of {', '.join(ACTIONS)} (found: {found})")
+        return self
+
+    @property
+    def action(self) -> str:
+        """Which action the step runs (``llm``, ``comfyui``, ...)."""
+        return next(name for name in ACTIONS if getattr(self, name) is not None)
+
+    def texts(self) -> Iterator[tuple[base.FieldPath, str]]:
+        """Every text of the step that may hold templates, with its path inside the step."""
+        if self.llm:
+            yield ("llm", "prompt"), self.llm.prompt
+            yield ("llm", "system"), self.llm.system
+        if self.comfyui:
+            for name, value in self.comfyui.parameters.items():
+                if isinstance(value, str):
+                    yield ("comfyui", "parameters", name), value
+        if self.approval:
+            yield ("approval", "message"), self.approval.message
+        if self.post:
+            yield ("post", "message"), self.post.message
+        if self.deploy:
+            yield ("deploy", "image"), self.deploy.image
+
+
+class PipelineParameter(base.Model):
+    """An input of a run, with a default for scheduled runs."""
+
+    name: str = pydantic.Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)
+    default: str | None = None
+    description: str = ""
+
+
+class PipelineSpec(base.Spec):
+    """Steps, schedule and concurrency of a pipeline."""
+
+    description: str = ""
+    schedule: fields.Cron | None = None  # None: runs only when started by hand or a change
+    timezone: fields.Timezone = "UTC"
+    concurrency: Literal["Allow", "Forbid", "Replace"] = "Forbid"
+    suspend: bool = False
+    parameters: list[PipelineParameter] = pydantic.Field(default_factory=list)
+    steps: list[Step] = pydantic.Field(min_length=1)
+    history_limit: int = pydantic.Field(default=20, ge=1, le=1000)
+
+    def issues(self) -> Iterator[base.Issue]:
+        """Unknown or cyclic ``needs``, and templates reading what a step cannot see."""
+        names = [step.name for step in self.steps]
+        yield from base.unique(names, "steps", "step name")
+        yield from base.unique([p.name for p in self.parameters], "parameters", "parameter")
+        known = set(names)
+        for index, step in enumerate(self.steps):
+            for j, need in enumerate(step.needs):
+                if need not in known:
+                    yield base.Issue(("steps", index, "needs", j), f"no step is named {need!r}")
+                elif need == step.name:
+                    yield base.Issue(("steps", index, "needs", j), "a step cannot need itself")
+        cycle = base.find_cycle({s.name: [n for n in s.needs if n in known] for s in self.steps})
+        if cycle and len(cycle) > 2:
+            yield base.Issue(
+                ("steps", names.index(cycle[0]), "needs"),
+                "the steps have a cycle: " + " -> ".join(cycle),
+            )
+        if not cycle:
+            yield from self._template_issues()
+
+    def _template_issues(self) -> Iterator[base.Issue]:
+        params = {p.name for p in self.parameters}
+        upstream = self._upstream()
+        for index, step in enumerate(self.steps):
+            for j, attached in enumerate(step.post.attach if step.post else []):
+                if attached not in upstream[step.name]:
+                    yield base.Issue(
+                        ("steps", index, "post", "attach", j),
+                        f"step {attached!r} is not among the steps this step needs",
+                    )
+            for path, text in step.texts():
+                for ref in template_refs(text):
+                    problem = _template_problem(ref, params, upstream[step.name])
+                    if problem:
+                        yield base.Issue(("steps", index, *path), problem)
+
+    def _upstream(self) -> dict[str, set[str]]:
+        """For each step, every step it needs directly or through others (the DAG is acyclic)."""
+        needs = {step.name: set(step.needs) for step in self.steps}
+        result: dict[str, set[str]] = {}
+
+        def visit(name: str) -> set[str]:
+            if name not in result:
+                result[name] = set()
+                for need in needs.get(name, ()):
+                    result[name] |= {need} | visit(need)
+            return result[name]
+
+        for name in needs:
+            visit(name)
+        return result
+
+
+def _template_problem(ref: str, params: set[str], upstream: set[str]) -> str | None:
+    if not _REF_RE.match(ref):
+        return (
+            f"invalid template {{{{ {ref} }}}}: use {{{{ params.<name> }}}}, "
+            "{{ steps.<step>.output }} or {{ run.<field> }}"
+        )
+    root, name = ref.split(".")[:2]
+    if root == "params" and name not in params:
+        return f"template {{{{ {ref} }}}}: no parameter is named {name!r}"
+    if root == "steps" and name not in upstream:
+        return f"template {{{{ {ref} }}}}: step {name!r} is not among the steps this step needs"
+    return None
+
+
+class PipelineStatus(conditions.Status):
+    """The last runs of the pipeline (runs themselves live in PostgreSQL)."""
+
+    last_run_id: str | None = None
+    last_run_time: datetime.datetime | None = None
+    last_run_result: Literal["Succeeded", "Failed", "Running", "WaitingForApproval"] | None = None
+    next_run_time: datetime.datetime | None = None
+
+
+class Pipeline(base.Resource):
+    """A content or automation pipeline of the homelab."""
+
+    info: ClassVar[base.KindInfo] = base.KindInfo(
+        plural="pipelines",
+        scope="Namespaced",
+        short_names=("npl",),
+        description="Steps (LLM, ComfyUI, approval, post, deploy) as a DAG with a cron schedule.",
+        columns=(
+            base.PrinterColumn("Schedule", ".spec.schedule"),
+            base.PrinterColumn("Suspend", ".spec.suspend", "boolean"),
+            base.PrinterColumn("Last Run", ".status.lastRunTime", "date"),
+            base.PrinterColumn("Result", ".status.lastRunResult"),
+        ),
+    )
+
+    kind: Literal["Pipeline"] = "Pipeline"
+    spec: PipelineSpec
+    status: PipelineStatus | None = None
