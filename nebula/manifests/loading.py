@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import functools
 import gc
+import os
 import pathlib
 import types
 import typing
@@ -157,99 +158,125 @@ def _decode(data: bytes, max_bytes: int) -> tuple[str | None, tuple[int, int, st
         return None, (line, column, "", f"not UTF-8 text (byte 0x{byte})")
 
 
-Problem = tuple[parsing.Path, str]
-"""A problem at a path of the document, before it is located in the text."""
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A problem at a path of a document, before it is located in the text.
+
+    ``exact``: the whole path is shown even where the text stops (a missing field, or a field
+    a cross-field check names); otherwise only the part that exists in the text is shown.
+    """
+
+    path: parsing.Path
+    message: str
+    exact: bool = True
 
 
 def _resource(data: Any, namespace: str) -> tuple[base.Resource | None, list[Problem]]:
     """The resource a document declares, or the problems that prevent it."""
     if not isinstance(data, dict):
-        what = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
-        return None, [
-            ((), f"a manifest is a mapping of apiVersion, kind, metadata, spec; not {what}")
-        ]
+        what = "a list" if isinstance(data, list) else f"the {type(data).__name__} {data!r}"
+        message = f"a manifest is a mapping of apiVersion, kind, metadata and spec, not {what}"
+        return None, [Problem((), message)]
     envelope = _envelope(data)
     if isinstance(envelope, list):
         return None, envelope
     cls = envelope
     metadata = data.get("metadata")
-    if (
-        cls.info.scope == "Namespaced"
-        and isinstance(metadata, dict)
-        and not metadata.get("namespace")
-    ):
+    namespaced = cls.info.scope == "Namespaced"
+    if namespaced and isinstance(metadata, dict) and not metadata.get("namespace"):
         data = {**data, "metadata": {**metadata, "namespace": namespace}}
     try:
         resource = cls.model_validate(data, by_name=False)
     except pydantic.ValidationError as error:
         return None, _pydantic_problems(error, cls)
-    return resource, [(issue.path, issue.message) for issue in resource.issues()]
+    return resource, [Problem(issue.path, issue.message) for issue in resource.issues()]
 
 
 def _envelope(data: dict[Any, Any]) -> type[base.Resource] | list[Problem]:
     """The class a document's apiVersion and kind name, or why they name none."""
     api_version, kind = data.get("apiVersion"), data.get("kind")
+    kinds = ", ".join(resources.KINDS)
     problems: list[Problem] = []
     if kind is None:
-        problems.append(((), "'kind' is missing: one of " + ", ".join(resources.KINDS)))
+        problems.append(Problem((), f"'kind' is missing: one of {kinds}"))
     elif kind not in resources.KINDS:
         close = difflib.get_close_matches(str(kind), resources.KINDS, n=1)
-        hint = (
-            f"did you mean {close[0]!r}?"
-            if close
-            else "Nebula manages " + ", ".join(resources.KINDS)
-        )
-        problems.append((("kind",), f"unknown kind {kind!r} ({hint})"))
+        hint = f"did you mean {close[0]!r}?" if close else f"Nebula manages {kinds}"
+        problems.append(Problem(("kind",), f"unknown kind {kind!r} ({hint})"))
+    expected = resources.API_VERSION
     if api_version is None:
-        problems.append(((), f"'apiVersion' is missing: expected {resources.API_VERSION}"))
-    elif api_version != resources.API_VERSION:
-        problems.append(
-            (
-                ("apiVersion",),
-                f"apiVersion {api_version!r} is not served: expected {resources.API_VERSION}",
-            )
-        )
+        problems.append(Problem((), f"'apiVersion' is missing: expected {expected}"))
+    elif api_version != expected:
+        message = f"apiVersion {api_version!r} is not served: expected {expected}"
+        problems.append(Problem(("apiVersion",), message))
     cls = resources.KINDS.get(kind) if isinstance(kind, str) else None
     if cls is not None:
         metadata = data.get("metadata")
         if "status" in data:
-            problems.append((("status",), "status is written by Nebula, not declared in Git"))
+            problems.append(Problem(("status",), "status is written by Nebula, not in Git"))
         if cls.info.scope == "Cluster" and isinstance(metadata, dict) and metadata.get("namespace"):
-            problems.append(
-                (("metadata", "namespace"), f"{kind} is cluster-scoped and has no namespace")
-            )
+            message = f"{kind} is cluster-scoped and has no namespace"
+            problems.append(Problem(("metadata", "namespace"), message))
     return problems if problems or cls is None else cls
 
 
 def _pydantic_problems(error: pydantic.ValidationError, cls: type[base.Resource]) -> list[Problem]:
-    problems: dict[parsing.Path, list[str]] = {}
+    problems = []
     for item in error.errors(include_url=False):
-        path, message = _explain(item, cls)
-        problems.setdefault(path, [])
-        if message not in problems[path]:
-            problems[path].append(message)
-    # A value that fits no branch of a union fails once per branch: one problem, all reasons.
-    return [(path, "; or ".join(messages)) for path, messages in problems.items()]
+        loc: parsing.Path = tuple(item["loc"])
+        # A missing field does not exist in the text: its own name completes the path. Other
+        # paths may end in names of union branches ("int", "str") that are not in the text.
+        problems.append(Problem(loc, _explain(item, cls), exact=item["type"] == "missing"))
+    return problems
 
 
-def _explain(item: Any, cls: type[base.Resource]) -> Problem:
-    loc: parsing.Path = tuple(item["loc"])
-    kind = item["type"]
+# What the user should read for pydantic's error types, when its own wording is unclear.
+_EXPECTED = {
+    "string_type": "expected text",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping of fields",
+    "model_attributes_type": "expected a mapping of fields",
+    "datetime_type": "expected a date and time such as 2026-01-31T12:00:00Z",
+    "datetime_parsing": "expected a date and time such as 2026-01-31T12:00:00Z",
+    "datetime_from_date_parsing": "expected a date and time such as 2026-01-31T12:00:00Z",
+}
+
+
+def _explain(item: Any, cls: type[base.Resource]) -> str:
+    kind, loc, value = item["type"], item["loc"], item.get("input")
     if kind == "value_error":
-        return loc, str(item["ctx"]["error"])
+        return str(item["ctx"]["error"])
     if kind == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _vocabulary(cls), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return loc, f"unknown field {loc[-1]!r}{hint}"
+        return f"unknown field {loc[-1]!r}{hint}"
     if kind == "missing":
-        return loc, "required field is missing"
-    value = item.get("input")
-    got = (
-        f" (got {value!r})"
-        if isinstance(value, str | int | float | bool) and len(repr(value)) < 80
-        else ""
-    )
-    return loc, f"{item['msg']}{got}"
+        return "required field is missing"
+    shown = _shown(value)
+    if kind == "string_type" and isinstance(value, int | float | bool):
+        return f'expected text, got the {type(value).__name__} {shown}: quote it, "{value}"'
+    if kind == "string_pattern_mismatch":
+        return f"{shown} does not have the expected form {item['ctx']['pattern']}"
+    if kind in _EXPECTED:
+        return f"{_EXPECTED[kind]}, got {shown}"
+    return f"{item['msg']} (got {shown})"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) < 80 else text[:77] + "..."
 
 
 @functools.cache
@@ -274,18 +301,27 @@ def _vocabulary(cls: type[pydantic.BaseModel]) -> list[str]:
     return sorted(names)
 
 
-def _locate(problems: list[Problem], text: str, origin: Origin) -> Iterator[errors.ManifestError]:
-    """Turns problems at document paths into errors at file:line:column (re-reads the document)."""
+def _locate(problems: list[Problem], text: str, origin: Origin) -> list[errors.ManifestError]:
+    """Turns problems at document paths into errors at file:line:column (re-reads the document).
+
+    Problems that land on the same field are one error: a value that fits no branch of a union
+    fails once per branch, and the user should read one line with every reason.
+    """
     positions = parsing.positions(text, origin.document)
-    for path, message in problems:
-        known = path
+    located: dict[tuple[int, int, str], list[str]] = {}
+    for problem in problems:
+        known = problem.path
         while known and known not in positions:
             known = known[:-1]
-        # Beyond the data, a path continues with names of union branches ("int", "str"):
-        # keep the part that exists, plus a missing field's own name.
-        shown = path if message == "required field is missing" else known
         line, column = positions.get(known, (origin.line, 1))
-        yield errors.ManifestError(origin.file, line, column, _dotted(shown), message)
+        field = _dotted(problem.path if problem.exact else known)
+        messages = located.setdefault((line, column, field), [])
+        if problem.message not in messages:
+            messages.append(problem.message)
+    return [
+        errors.ManifestError(origin.file, line, column, field, "; or ".join(messages))
+        for (line, column, field), messages in located.items()
+    ]
 
 
 def _dotted(path: parsing.Path) -> str:
@@ -311,29 +347,39 @@ def assemble(files: Iterable[LoadedFile]) -> ManifestSet:
             if key in origins:
                 first = origins[key]
                 message = f"duplicate {key}: also declared at {first}"
-                found.extend(_locate([(("metadata", "name"), message)], loaded.text or "", origin))
+                problem = Problem(("metadata", "name"), message)
+                found.extend(_locate([problem], loaded.text or "", origin))
                 continue
             desired[key], origins[key] = resource, origin
     # References to resources that are declared but invalid are not reported again.
     invalid = {key for f in files for key in f.invalid}
     for key, issue in resources.references.check(desired, declared=invalid):
         origin = origins[key]
-        found.extend(_locate([(issue.path, issue.message)], texts[origin.file] or "", origin))
+        problem = Problem(issue.path, issue.message)
+        found.extend(_locate([problem], texts[origin.file] or "", origin))
     found.sort(key=lambda e: (e.file, e.line, e.column, e.field))
     return ManifestSet(desired, origins, found, len(files))
 
 
 def manifest_files(root: pathlib.Path) -> list[pathlib.Path]:
-    """The YAML files under a folder (or the file itself), sorted, hidden ones skipped."""
+    """The YAML files under a folder (or the file itself), sorted; hidden ones are skipped.
+
+    Linked folders are listed too, not entered: the loader reports them, because silently
+    leaving out what they declare would let a sync prune it.
+    """
     if root.is_file():
         return [root]
-    return sorted(
-        path
-        for path in root.rglob("*")
-        if path.suffix in MANIFEST_SUFFIXES
-        and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
-    )
+    found: list[pathlib.Path] = []
+    for folder, folders, files in os.walk(root):
+        here = pathlib.Path(folder)
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [here / name for name in folders if (here / name).is_symlink()]
+        found += [
+            here / name
+            for name in files
+            if not name.startswith(".") and name.endswith(MANIFEST_SUFFIXES)
+        ]
+    return sorted(found)
 
 
 def load_path(
@@ -358,9 +404,9 @@ def load_path(
             if progress:
                 progress(done, len(paths))
             name = str(shown / path.relative_to(root)) if path != root else str(shown)
-            if root.is_dir() and not path.resolve().is_relative_to(top):
-                message = "a link out of the manifests folder is not followed"
-                failure = errors.ManifestError(name, 1, 1, "", message)
+            refused = _refused_link(path, root=root, top=top)
+            if refused:
+                failure = errors.ManifestError(name, 1, 1, "", refused)
                 loaded.append(LoadedFile(name, None, (), (failure,)))
                 continue
             with path.open("rb") as stream:
@@ -369,6 +415,14 @@ def load_path(
         if progress:
             progress(len(paths), len(paths))
         return assemble(loaded)
+
+
+def _refused_link(path: pathlib.Path, *, root: pathlib.Path, top: pathlib.Path) -> str | None:
+    if path.is_dir():
+        return "a linked folder is not followed: move its manifests into the folder"
+    if path != root and not path.resolve().is_relative_to(top):
+        return "a link out of the manifests folder is not followed"
+    return None
 
 
 @contextlib.contextmanager

@@ -290,10 +290,22 @@ def _parse_error(error: YAMLError, text: str) -> ParseError:
         column = position - text.rfind("\n", 0, position)
         return ParseError(line, column, f"{error.reason}: character {error.character!r}")
     if isinstance(error, MarkedYAMLError) and error.problem_mark is not None:
-        mark = error.problem_mark
-        problem = error.problem or str(error)
+        mark, problem = error.problem_mark, error.problem or str(error)
         if error.context:
-            problem = f"{problem} ({error.context})"
+            # The context often starts elsewhere: an unclosed "[" lines above the problem.
+            started = error.context_mark
+            moved = started is not None and (started.line, started.column) != (
+                mark.line,
+                mark.column,
+            )
+            where = f" that started at {started.line + 1}:{started.column + 1}" if moved else ""
+            problem = f"{problem} ({error.context}{where})"
+        lines = text.splitlines()
+        found = lines[mark.line][mark.column : mark.column + 1] if mark.line < len(lines) else ""
+        if found == "\t":
+            problem += "; YAML indents with spaces, not tabs"
+        elif "unexpected ':'" in problem:
+            problem += "; quote a value that contains ':', such as \"llama3.1:8b\""
         return ParseError(mark.line + 1, mark.column + 1, problem)
     return ParseError(1, 1, str(error).strip().splitlines()[-1])
 

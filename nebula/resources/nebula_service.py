@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import pydantic
 
@@ -50,16 +50,20 @@ class EnvVar(base.Model):
     value: str | None = None
     secret_ref: base.SecretKeyRef | None = None
 
-    @pydantic.model_validator(mode="after")
-    def _value_or_secret(self) -> EnvVar:
-        if (self.value is None) == (self.secret_ref is None):
-            raise ValueError(f"env {self.name}: set exactly one of 'value' or 'secretRef'")
-        if self.value and _SECRET_NAME_RE.search(self.name):
-            raise ValueError(
-                f"env {self.name} looks like a secret: secrets never go into Git, "
-                "use secretRef: {name: <secret>, key: <key>}"
+    def issues(self) -> Iterator[base.Issue]:
+        """Neither or both of value and secretRef, and a secret written in clear."""
+        if self.value is None and self.secret_ref is None:
+            yield base.Issue(("value",), f"env {self.name}: set 'value' or 'secretRef'")
+        elif self.value is not None and self.secret_ref is not None:
+            yield base.Issue(
+                ("secretRef",), f"env {self.name}: set 'value' or 'secretRef', not both"
             )
-        return self
+        elif self.value and _SECRET_NAME_RE.search(self.name):
+            yield base.Issue(
+                ("value",),
+                f"env {self.name} looks like a secret: secrets never go into Git, "
+                "use secretRef: {name: <secret>, key: <key>}",
+            )
 
 
 class HttpCheck(base.Model):
@@ -127,11 +131,21 @@ class Domain(base.Model):
     tls: bool = True
 
 
+def _check_mount_path(value: str) -> str:
+    if not (value.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", value)):
+        raise ValueError(f"mount path {value!r} is not absolute: start it with / (C:\\ on Windows)")
+    return value
+
+
 class Volume(base.Model):
     """Persistent data kept on the node the workload runs on."""
 
     name: fields.DnsLabel
-    mount_path: str = pydantic.Field(pattern=r"^(/|[A-Za-z]:[\\/])")
+    mount_path: Annotated[
+        str,
+        pydantic.AfterValidator(_check_mount_path),
+        pydantic.WithJsonSchema({"type": "string", "pattern": r"^(/|[A-Za-z]:[\\/])"}),
+    ]
     size: fields.Quantity
 
 
@@ -167,6 +181,7 @@ class NebulaServiceSpec(base.Spec):
         yield from base.unique([p.name for p in self.ports], "ports", "port name")
         yield from base.unique([(p.port, p.protocol) for p in self.ports], "ports", "port")
         yield from base.unique([e.name for e in self.env], "env", "variable")
+        yield from base.issues_of(self.env, "env")
         yield from base.unique([v.name for v in self.volumes], "volumes", "volume")
         yield from base.unique([v.mount_path for v in self.volumes], "volumes", "mount path")
         yield from base.unique(self.uses, "uses", "service")

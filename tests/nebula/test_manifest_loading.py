@@ -377,6 +377,20 @@ def test_a_symlink_out_of_the_folder_is_refused_not_followed(tmp_path: pathlib.P
     assert list(found.resources) == [ResourceKey("NebulaModel", "default", "llama")]
 
 
+def test_a_linked_folder_is_reported_rather_than_silently_left_out(tmp_path: pathlib.Path) -> None:
+    # Regression: rglob did not enter linked folders and said nothing, so what they declared
+    # vanished from the desired set (and a sync would have pruned it).
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "node.yaml").write_bytes(NODE)
+    root = tmp_path / "manifests"
+    root.mkdir()
+    os.symlink(tmp_path / "elsewhere", root / "nodes")
+    found = manifests.load_path(root, shown_as="m")
+    assert errors_of(found) == [
+        "m/nodes:1:1: a linked folder is not followed: move its manifests into the folder"
+    ]
+
+
 def test_a_single_file_can_be_loaded_as_a_path(tmp_path: pathlib.Path) -> None:
     (tmp_path / "node.yaml").write_bytes(NODE)
     found = manifests.load_path(tmp_path / "node.yaml", shown_as="node.yaml")
