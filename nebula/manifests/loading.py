@@ -159,7 +159,7 @@ def _decode(data: bytes, max_bytes: int) -> tuple[str | None, tuple[int, int, st
 
 
 @dataclasses.dataclass(frozen=True)
-class Problem:
+class _Problem:
     """A problem at a path of a document, before it is located in the text.
 
     ``exact``: the whole path is shown even where the text stops (a missing field, or a field
@@ -171,12 +171,12 @@ class Problem:
     exact: bool = True
 
 
-def _resource(data: Any, namespace: str) -> tuple[base.Resource | None, list[Problem]]:
+def _resource(data: Any, namespace: str) -> tuple[base.Resource | None, list[_Problem]]:
     """The resource a document declares, or the problems that prevent it."""
     if not isinstance(data, dict):
         what = "a list" if isinstance(data, list) else f"the {type(data).__name__} {data!r}"
         message = f"a manifest is a mapping of apiVersion, kind, metadata and spec, not {what}"
-        return None, [Problem((), message)]
+        return None, [_Problem((), message)]
     envelope = _envelope(data)
     if isinstance(envelope, list):
         return None, envelope
@@ -189,44 +189,44 @@ def _resource(data: Any, namespace: str) -> tuple[base.Resource | None, list[Pro
         resource = cls.model_validate(data, by_name=False)
     except pydantic.ValidationError as error:
         return None, _pydantic_problems(error, cls)
-    return resource, [Problem(issue.path, issue.message) for issue in resource.issues()]
+    return resource, [_Problem(issue.path, issue.message) for issue in resource.issues()]
 
 
-def _envelope(data: dict[Any, Any]) -> type[base.Resource] | list[Problem]:
+def _envelope(data: dict[Any, Any]) -> type[base.Resource] | list[_Problem]:
     """The class a document's apiVersion and kind name, or why they name none."""
     api_version, kind = data.get("apiVersion"), data.get("kind")
     kinds = ", ".join(resources.KINDS)
-    problems: list[Problem] = []
+    problems: list[_Problem] = []
     if kind is None:
-        problems.append(Problem((), f"'kind' is missing: one of {kinds}"))
+        problems.append(_Problem((), f"'kind' is missing: one of {kinds}"))
     elif kind not in resources.KINDS:
         close = difflib.get_close_matches(str(kind), resources.KINDS, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"Nebula manages {kinds}"
-        problems.append(Problem(("kind",), f"unknown kind {kind!r} ({hint})"))
+        problems.append(_Problem(("kind",), f"unknown kind {kind!r} ({hint})"))
     expected = resources.API_VERSION
     if api_version is None:
-        problems.append(Problem((), f"'apiVersion' is missing: expected {expected}"))
+        problems.append(_Problem((), f"'apiVersion' is missing: expected {expected}"))
     elif api_version != expected:
         message = f"apiVersion {api_version!r} is not served: expected {expected}"
-        problems.append(Problem(("apiVersion",), message))
+        problems.append(_Problem(("apiVersion",), message))
     cls = resources.KINDS.get(kind) if isinstance(kind, str) else None
     if cls is not None:
         metadata = data.get("metadata")
         if "status" in data:
-            problems.append(Problem(("status",), "status is written by Nebula, not in Git"))
+            problems.append(_Problem(("status",), "status is written by Nebula, not in Git"))
         if cls.info.scope == "Cluster" and isinstance(metadata, dict) and metadata.get("namespace"):
             message = f"{kind} is cluster-scoped and has no namespace"
-            problems.append(Problem(("metadata", "namespace"), message))
+            problems.append(_Problem(("metadata", "namespace"), message))
     return problems if problems or cls is None else cls
 
 
-def _pydantic_problems(error: pydantic.ValidationError, cls: type[base.Resource]) -> list[Problem]:
+def _pydantic_problems(error: pydantic.ValidationError, cls: type[base.Resource]) -> list[_Problem]:
     problems = []
     for item in error.errors(include_url=False):
         loc: parsing.Path = tuple(item["loc"])
         # A missing field does not exist in the text: its own name completes the path. Other
         # paths may end in names of union branches ("int", "str") that are not in the text.
-        problems.append(Problem(loc, _explain(item, cls), exact=item["type"] == "missing"))
+        problems.append(_Problem(loc, _explain(item, cls), exact=item["type"] == "missing"))
     return problems
 
 
@@ -301,7 +301,7 @@ def _vocabulary(cls: type[pydantic.BaseModel]) -> list[str]:
     return sorted(names)
 
 
-def _locate(problems: list[Problem], text: str, origin: Origin) -> list[errors.ManifestError]:
+def _locate(problems: list[_Problem], text: str, origin: Origin) -> list[errors.ManifestError]:
     """Turns problems at document paths into errors at file:line:column (re-reads the document).
 
     Problems that land on the same field are one error: a value that fits no branch of a union
@@ -347,7 +347,7 @@ def assemble(files: Iterable[LoadedFile]) -> ManifestSet:
             if key in origins:
                 first = origins[key]
                 message = f"duplicate {key}: also declared at {first}"
-                problem = Problem(("metadata", "name"), message)
+                problem = _Problem(("metadata", "name"), message)
                 found.extend(_locate([problem], loaded.text or "", origin))
                 continue
             desired[key], origins[key] = resource, origin
@@ -355,7 +355,7 @@ def assemble(files: Iterable[LoadedFile]) -> ManifestSet:
     invalid = {key for f in files for key in f.invalid}
     for key, issue in resources.references.check(desired, declared=invalid):
         origin = origins[key]
-        problem = Problem(issue.path, issue.message)
+        problem = _Problem(issue.path, issue.message)
         found.extend(_locate([problem], texts[origin.file] or "", origin))
     found.sort(key=lambda e: (e.file, e.line, e.column, e.field))
     return ManifestSet(desired, origins, found, len(files))

@@ -92,9 +92,12 @@ def _number(value: str) -> Any:
     return _PLAIN.get(value, value)
 
 
+_NUMERIC_START = frozenset("0123456789+-.")
+"""How a plain scalar that may be a number starts (the empty string is not in it)."""
+
+
 def _plain(value: str) -> Any:
-    first = value[:1]
-    return _number(value) if first.isdigit() or first in "+-." else _PLAIN.get(value, value)
+    return _number(value) if value[:1] in _NUMERIC_START else _PLAIN.get(value, value)
 
 
 def _fail(event: Any, message: str) -> ParseError:
@@ -142,22 +145,29 @@ class _Builder:
             docs.append(Document(data=data, index=len(docs), line=start))
 
     def _document(self, index: int, start: int) -> tuple[Any, bool]:
-        # The hot loop of reading manifests: names are bound locally and every open
-        # collection is one list-frame, [container, pending key, anchor, merges, path]:
-        # - the pending key is _NO_KEY while a mapping waits for its next key;
-        # - the anchor is registered only when the collection is complete, so an alias inside
+        # The hot loop of reading manifests (bench/load.py): what the current collection needs
+        # lives in local variables, and an enclosing collection's state is pushed on ``stack``
+        # when a nested one starts:
+        # - ``key`` is _NO_KEY while a mapping waits for its next key;
+        # - ``anchor`` is registered only when its collection is complete, so an alias inside
         #   it (a recursive alias) is refused as undefined instead of building a cycle;
-        # - merges hold the values of ``<<`` keys, applied at the end so that keys written
+        # - ``merges`` hold the values of ``<<`` keys, applied at the end so that keys written
         #   after a merge are not mistaken for duplicates;
-        # - path is the collection's path, kept only for the tracked document.
+        # - ``path`` is the collection's path, kept only for the tracked document.
         get = self._parser.get_event
         track = index == self._track
         scalar, alias, document_end = events.ScalarEvent, events.AliasEvent, events.DocumentEndEvent
         mapping_start, sequence_start = events.MappingStartEvent, events.SequenceStartEvent
         mapping_end, sequence_end = events.MappingEndEvent, events.SequenceEndEvent
-        plain, no_key = _PLAIN, _NO_KEY
+        plain, no_key, numeric = _PLAIN, _NO_KEY, _NUMERIC_START
         anchors: dict[str, Any] = {}
-        frames: list[list[Any]] = []
+        stack: list[tuple[Any, Any, bool, str | None, list[Any] | None, Path]] = []
+        container: Any = None  # None: at the document's root
+        key: Any = no_key
+        is_list = False
+        anchor: str | None = None
+        merges: list[Any] | None = None
+        path: Path = ()
         aliased = False
         root: Any = None
         while True:
@@ -167,12 +177,7 @@ class _Builder:
                 # ``ctag`` rather than the ``tag`` property: one Python call less per scalar.
                 if event.ctag is None and event.implicit[0]:
                     value = event.value
-                    first = value[:1]
-                    value = (
-                        _number(value)
-                        if first.isdigit() or first in "+-."
-                        else plain.get(value, value)
-                    )
+                    value = _number(value) if value[:1] in numeric else plain.get(value, value)
                 else:
                     value = _scalar(event)
                 if event.anchor:
@@ -182,19 +187,21 @@ class _Builder:
                     raise _fail(
                         event, f"unsupported YAML tag {event.tag!r}: manifests hold plain data"
                     )
-                if len(frames) >= MAX_DEPTH:
+                if len(stack) >= MAX_DEPTH:
                     raise _fail(event, f"nested deeper than {MAX_DEPTH} levels")
-                path = self._path_of(frames, event) if track else None
-                frames.append(
-                    [{} if kind is mapping_start else [], no_key, event.anchor, None, path]
-                )
+                new_path = self._path_of(container, key, path, event) if track else path
+                stack.append((container, key, is_list, anchor, merges, path))
+                is_list = kind is sequence_start
+                container = [] if is_list else {}
+                key, anchor, merges, path = no_key, event.anchor, None, new_path
                 continue
             elif kind is mapping_end or kind is sequence_end:
-                value, _, anchor, merged, _ = frames.pop()
-                if merged:
-                    _merge(value, merged, event)
+                value = container
+                if merges:
+                    _merge(value, merges, event)
                 if anchor:
                     anchors[anchor] = value
+                container, key, is_list, anchor, merges, path = stack.pop()
             elif kind is alias:
                 if event.anchor not in anchors:
                     raise _fail(event, f"alias *{event.anchor} refers to no complete anchor")
@@ -204,45 +211,40 @@ class _Builder:
                 return root, aliased
             else:
                 raise _fail(event, f"unexpected YAML event {kind.__name__}")
-            if not frames:
+            if container is None:
                 # A document that is one scalar: point at it, not at the "---" before it.
                 if track and (kind is scalar or kind is alias):
                     self.positions[()] = _mark(event)
                 root = value
-                continue
-            top = frames[-1]
-            container = top[0]
-            if type(container) is list:
+            elif is_list:
                 if track and (kind is scalar or kind is alias):
-                    self.positions[(*top[4], len(container))] = _mark(event)
+                    self.positions[(*path, len(container))] = _mark(event)
                 container.append(value)
-            elif top[1] is no_key:
+            elif key is no_key:
                 if type(value) is dict or type(value) is list:
                     raise _fail(event, "complex mapping keys are not supported")
                 if value in container:
                     raise _fail(event, f"duplicate key {value!r}")
-                top[1] = value
+                key = value
                 if track:
-                    self.positions[(*top[4], str(value))] = _mark(event)
+                    self.positions[(*path, str(value))] = _mark(event)
             else:
-                key = top[1]
-                top[1] = no_key
                 if key == "<<" and (type(value) is dict or type(value) is list):
-                    top[3] = [*(top[3] or ()), value]
+                    merges = [*(merges or ()), value]
                 else:
                     container[key] = value
+                key = no_key
 
-    def _path_of(self, frames: list[list[Any]], event: Any) -> Path:
+    def _path_of(self, container: Any, key: Any, path: Path, event: Any) -> Path:
         """The path of a collection that starts now; items of a list are recorded here."""
-        if not frames:
+        if container is None:
             self.positions[()] = _mark(event)
             return ()
-        container, key, _, _, parent = frames[-1]
         if type(container) is list:
-            path = (*parent, len(container))
-            self.positions[path] = _mark(event)
-            return path
-        return (*parent, str(key))
+            here = (*path, len(container))
+            self.positions[here] = _mark(event)
+            return here
+        return (*path, str(key))
 
 
 class _NoKey:

@@ -53,6 +53,7 @@ class Model(pydantic.BaseModel):
         serialize_by_alias=True,
         extra="forbid",
         frozen=True,
+        use_attribute_docstrings=True,
     )
 
 
@@ -123,24 +124,37 @@ class SecretKeyRef(Model):
     """
 
     name: fields.DnsSubdomain
+    """Name of the Secret, in the same namespace as the object referring to it."""
     key: str = pydantic.Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)
+    """Key inside the Secret whose value is used, e.g. token."""
 
 
 class ObjectMeta(Model):
     """The metadata a user writes, plus what the API server or the store adds."""
 
     name: fields.DnsSubdomain
-    namespace: fields.DnsLabel | None = None  # None for cluster-scoped kinds
+    """Name of the object, unique per kind and namespace; other objects refer to it."""
+    namespace: fields.DnsLabel | None = None
+    """Namespace of the object; unset for cluster-scoped kinds such as NebulaNode."""
     labels: dict[fields.LabelKey, fields.LabelValue] = pydantic.Field(default_factory=dict)
+    """Key-value labels to select and group objects, e.g. nebula.dev/site: home."""
     annotations: dict[str, str] = pydantic.Field(default_factory=dict)
+    """Free-form key-value notes for tools and people; never used to select."""
     # Written by the API server or the PostgreSQL store, never in Git.
     uid: str | None = None
+    """Unique id given to the object when it is created."""
     resource_version: str | None = None
+    """Opaque version that changes on every write (optimistic concurrency)."""
     generation: int | None = None
+    """Counter that goes up on every change to spec."""
     creation_timestamp: datetime.datetime | None = None
+    """When the object was created."""
     deletion_timestamp: datetime.datetime | None = None
+    """When deletion was requested; the object waits for its finalizers."""
     finalizers: list[str] = pydantic.Field(default_factory=list)
+    """Cleanups that must finish before the object is deleted."""
     managed_fields: list[dict[str, Any]] | None = None
+    """Which manager owns which fields under server-side apply."""
 
 
 class ResourceKey(NamedTuple):

@@ -67,8 +67,11 @@ class GraphNode(base.Model):
     """One node of an API-format graph, spelled as ComfyUI spells it."""
 
     class_type: str = pydantic.Field(alias="class_type", min_length=1)
+    """ComfyUI node type, e.g. KSampler."""
     inputs: dict[str, Any] = pydantic.Field(default_factory=dict)
+    """Inputs by name; a list [node_id, output_index] links to another node's output."""
     meta: dict[str, Any] | None = pydantic.Field(default=None, alias="_meta")
+    """ComfyUI's own notes on the node, such as its title; kept as is."""
 
 
 Graph = Annotated[
@@ -101,16 +104,25 @@ class WorkflowParameter(base.Model):
     """A value a caller (a person, a pipeline) may set: one input of one node."""
 
     name: str = pydantic.Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)
+    """Name callers use, e.g. prompt or seed: lowercase letters, digits and _."""
     node: Annotated[str, pydantic.BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
+    """Id of the graph node whose input it sets, e.g. "6"."""
     input: str
+    """Name of that node's input, e.g. text or seed."""
     type: ParameterType
+    """Kind of value: string, integer, number, boolean or image."""
     description: str = ""
+    """Free text shown to whoever sets the parameter."""
     default: Annotated[
         Any, pydantic.WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True})
     ] = None
+    """Value used when the caller gives none."""
     minimum: float | None = None
+    """Lowest value allowed (integer and number parameters)."""
     maximum: float | None = None
+    """Highest value allowed (integer and number parameters)."""
     choices: list[str] = pydantic.Field(default_factory=list)
+    """Allowed values (string parameters only); empty: any value."""
 
     def issues(self) -> Iterator[base.Issue]:
         """A default of the wrong type, or bounds that make no sense."""
@@ -130,15 +142,17 @@ class ComfyWorkflowSpec(base.Spec):
     """An API-format graph, its exposed parameters, the models it needs and where it runs."""
 
     description: str = ""
-    service: fields.DnsLabel  # the NebulaService running ComfyUI
+    """Free text for people about what the workflow makes."""
+    service: fields.DnsLabel
+    """The NebulaService running ComfyUI, by name."""
     graph: Graph = pydantic.Field(min_length=1)
+    """The graph as ComfyUI exports it in API format, keyed by node id."""
     parameters: list[WorkflowParameter] = pydantic.Field(default_factory=list)
-    models: list[fields.DnsSubdomain] = pydantic.Field(
-        default_factory=list
-    )  # NebulaModels that must be present
-    outputs: list[str] = pydantic.Field(
-        default_factory=list
-    )  # node ids whose results are the workflow's results
+    """Inputs a person or a pipeline may set when running the workflow."""
+    models: list[fields.DnsSubdomain] = pydantic.Field(default_factory=list)
+    """NebulaModels that must be present, by name."""
+    outputs: list[str] = pydantic.Field(default_factory=list)
+    """Ids of the nodes whose results are the workflow's results."""
 
     def issues(self) -> Iterator[base.Issue]:
         """Dangling links, cycles, and parameters or outputs naming what is not in the graph."""
@@ -183,11 +197,12 @@ class ComfyWorkflowSpec(base.Spec):
 class ComfyWorkflowStatus(conditions.Status):
     """Whether the target ComfyUI can run the graph, and the last job."""
 
-    missing_node_types: list[str] = pydantic.Field(
-        default_factory=list
-    )  # class types the ComfyUI server does not know
+    missing_node_types: list[str] = pydantic.Field(default_factory=list)
+    """Node class types the ComfyUI server does not know (custom nodes to install)."""
     last_job_id: str | None = None
+    """ComfyUI's id of the last run."""
     last_run_time: datetime.datetime | None = None
+    """When the workflow last ran."""
 
 
 class ComfyWorkflow(base.Resource):

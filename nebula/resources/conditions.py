@@ -38,33 +38,45 @@ class Condition(base.Model):
     """One observation about an object (``metav1.Condition``)."""
 
     type: str = pydantic.Field(pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
+    """What the condition is about, in CamelCase: Ready, Reconciling or Stalled."""
     status: ConditionStatus
+    """Whether the condition holds: True, False or Unknown."""
     reason: str = pydantic.Field(
         pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024
     )
+    """Why, in one CamelCase word such as SourceNotFound or ValidationFailed."""
     message: str = pydantic.Field(default="", max_length=32768)
+    """Human-readable details; may be empty."""
     last_transition_time: datetime.datetime
+    """When status last changed (not when it was last checked)."""
     observed_generation: int | None = pydantic.Field(default=None, ge=0)
+    """The metadata.generation this condition was computed for."""
 
 
 class PlacementStatus(base.Model):
     """How one node is doing with its part of an object (a model pulled, a service running)."""
 
     node: str
+    """Name of the NebulaNode this entry is about."""
     ready: bool = False
+    """Whether this node's part is done (model present, service running)."""
     message: str = ""
-    progress: int | None = pydantic.Field(default=None, ge=0, le=100)  # None: not measurable
+    """What the node is doing, or why it is not ready; empty when all is well."""
+    progress: int | None = pydantic.Field(default=None, ge=0, le=100)
+    """Percent done (0-100) of a pull or download; unset when not measurable."""
 
 
 class Status(base.Model):
     """What every kind's status has: the generation observed and the conditions."""
 
     observed_generation: int | None = pydantic.Field(default=None, ge=0)
+    """The metadata.generation last fully handled; lower means a change is pending."""
     conditions: list[Condition] = pydantic.Field(
         default_factory=list,
         # One condition per type, merged by type under server-side apply (metav1.Condition).
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
+    """Current observations, one per type: Ready, Reconciling, Stalled."""
 
 
 def find(conditions: list[Condition], type_: str) -> Condition | None:

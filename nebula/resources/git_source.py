@@ -68,8 +68,11 @@ class GitRef(base.Model):
     """What to follow: a branch, a tag or a fixed commit (exactly one)."""
 
     branch: str | None = pydantic.Field(default=None, pattern=r"^[^\s~^:?*\[\\]+$")
+    """Branch to follow, e.g. main."""
     tag: str | None = pydantic.Field(default=None, pattern=r"^[^\s~^:?*\[\\]+$")
+    """Tag to follow, e.g. v1.2.0."""
     commit: str | None = pydantic.Field(default=None, pattern=r"^[0-9a-f]{7,40}$")
+    """A fixed commit SHA, full or abbreviated to at least 7 hex digits."""
 
     @pydantic.model_validator(mode="after")
     def _exactly_one(self) -> GitRef:
@@ -83,20 +86,30 @@ class LocalObjectRef(base.Model):
     """A Secret in the same namespace, by name."""
 
     name: fields.DnsSubdomain
+    """Name of the Secret."""
 
 
 class GitSourceSpec(base.Spec):
     """Where the desired state lives and how often to look."""
 
     url: GitUrl
+    """Repository URL: https://, ssh://, file:// or git@host:path; no credentials in it."""
     ref: GitRef = GitRef(branch="main")
+    """What to follow: exactly one of branch, tag or commit (default: branch main)."""
     path: Annotated[str, pydantic.AfterValidator(_check_repo_path)] = "."
+    """Folder inside the repository holding the manifests (default: the root)."""
     interval: fields.Duration = "1m"
+    """How often to fetch, as a duration such as 1m (default) or 5m."""
     timeout: fields.Duration = "60s"
-    secret_ref: LocalObjectRef | None = None  # keys: token | username+password | identity
-    webhook_secret_ref: base.SecretKeyRef | None = None  # HMAC key for POST /hooks/git
-    prune: bool = True  # delete what Nebula applied and Git no longer has
+    """Time limit for Git operations such as a fetch, e.g. 60s (default)."""
+    secret_ref: LocalObjectRef | None = None
+    """Secret with credentials: key token; username and password; or identity (ssh)."""
+    webhook_secret_ref: base.SecretKeyRef | None = None
+    """Secret key holding the HMAC secret that signs calls to POST /hooks/git."""
+    prune: bool = True
+    """When true (default), delete what Nebula applied and Git no longer has."""
     suspend: bool = False
+    """When true, stop fetching and applying until set back to false."""
 
     def issues(self) -> Iterator[base.Issue]:
         """A timeout that cannot fit into the interval."""
@@ -108,19 +121,28 @@ class InventoryEntry(base.Model):
     """One object Nebula applied from this source (only these are ever pruned)."""
 
     kind: str
+    """Kind of the applied object, e.g. NebulaService."""
     namespace: str | None = None
+    """Namespace of the applied object; unset for cluster-scoped kinds."""
     name: str
+    """Name of the applied object."""
 
 
 class GitSourceStatus(conditions.Status):
     """What was fetched and what was applied."""
 
     last_fetched_revision: str | None = None
+    """Revision (commit) last fetched from the repository."""
     last_applied_revision: str | None = None
+    """Revision whose manifests were last applied successfully."""
     last_attempted_revision: str | None = None
+    """Revision last tried, whether or not it applied."""
     last_sync_time: datetime.datetime | None = None
+    """When the last sync finished."""
     last_sync_result: Literal["Applied", "Failed", "Unchanged"] | None = None
+    """Outcome of the last sync: Applied, Failed or Unchanged."""
     inventory: list[InventoryEntry] = pydantic.Field(default_factory=list)
+    """Every object applied from this source; only these are ever pruned."""
 
 
 class GitSource(base.Resource):

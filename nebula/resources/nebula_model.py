@@ -38,21 +38,32 @@ class ModelPlacement(base.Model):
     """The nodes that should hold the model: named, selected by labels, or every ``ai`` node."""
 
     nodes: list[fields.DnsSubdomain] = pydantic.Field(default_factory=list)
+    """NebulaNodes that should hold the model, by name."""
     node_selector: dict[fields.LabelKey, fields.LabelValue] = pydantic.Field(default_factory=dict)
-    min_vram: fields.Quantity | None = None  # only nodes with at least this much VRAM
+    """Labels a NebulaNode's spec.labels must have to hold the model."""
+    min_vram: fields.Quantity | None = None
+    """Only nodes with at least this much VRAM, e.g. 8Gi; unset: no minimum."""
 
 
 class NebulaModelSpec(base.Spec):
     """One model and where it should be present (or absent)."""
 
     provider: Literal["ollama", "comfyui"]
-    model: str = pydantic.Field(min_length=1, max_length=255)  # Ollama tag, or ComfyUI file name
-    folder: ComfyFolder | None = None  # comfyui only
-    url: fields.HttpUrl | None = None  # comfyui only: where the file is downloaded from
+    """Who runs the model: ollama (pulled by tag) or comfyui (a downloaded file)."""
+    model: str = pydantic.Field(min_length=1, max_length=255)
+    """Ollama tag such as llama3.1:8b, or ComfyUI file name such as sdxl.safetensors."""
+    folder: ComfyFolder | None = None
+    """ComfyUI folder the file goes into, e.g. checkpoints or loras (comfyui only)."""
+    url: fields.HttpUrl | None = None
+    """Where the file is downloaded from (comfyui only)."""
     sha256: str | None = pydantic.Field(default=None, pattern=r"^[a-f0-9]{64}$")
-    size: fields.Quantity | None = None  # expected size on disk, for planning and progress
+    """Expected SHA-256 of the file, as 64 lowercase hex digits (comfyui only)."""
+    size: fields.Quantity | None = None
+    """Expected size on disk, e.g. 4.9G; used for planning and progress."""
     placement: ModelPlacement = pydantic.Field(default_factory=ModelPlacement)
+    """Which nodes hold it: named, selected by labels, or (default) every ai node."""
     state: Literal["present", "absent"] = "present"
+    """present (default) to have the model on the nodes, absent to remove it."""
 
     def issues(self) -> Iterator[base.Issue]:
         """The fields the provider needs, and no fields it does not understand."""
@@ -83,7 +94,9 @@ class NebulaModelStatus(conditions.Status):
     """Which nodes hold the model, with pull or download progress."""
 
     nodes: list[conditions.PlacementStatus] = pydantic.Field(default_factory=list)
-    present_on: int = 0  # how many nodes hold it (for kubectl get)
+    """Per node: whether the model is there, with pull or download progress."""
+    present_on: int = 0
+    """How many nodes hold the model."""
 
 
 class NebulaModel(base.Resource):

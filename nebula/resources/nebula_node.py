@@ -44,49 +44,69 @@ class NodeAddress(base.Model):
     """One way to reach the machine; services find each other through these, never literal IPs."""
 
     type: Literal["tailscale", "lan", "public"]
+    """Network the address belongs to: tailscale, lan or public."""
     address: fields.HostOrIp
+    """IP address or DNS name on that network, e.g. home-ubuntu.tail1234.ts.net."""
 
 
 class GpuExpectation(base.Model):
     """The GPU the machine should have; the node controller compares it with what is detected."""
 
     vendor: GpuVendor
-    model: str | None = None  # a part of the detected name, e.g. "RTX 3060"
+    """GPU maker: nvidia, amd or intel."""
+    model: str | None = None
+    """Part of the detected GPU name, e.g. "RTX 3060"; unset: any model."""
     count: int = pydantic.Field(default=1, ge=1, le=16)
-    min_vram: fields.Quantity | None = None  # per GPU
+    """How many such GPUs the machine should have (1-16, default 1)."""
+    min_vram: fields.Quantity | None = None
+    """Minimum VRAM per GPU, as a quantity such as 12Gi; unset: any amount."""
 
 
 class HardwareExpectation(base.Model):
     """What the machine should at least offer; empty means "whatever it has"."""
 
     arch: Literal["amd64", "arm64"] | None = None
+    """CPU architecture the machine should have: amd64 or arm64; unset: any."""
     min_cpus: int | None = pydantic.Field(default=None, ge=1)
+    """Minimum number of logical CPUs; unset: no minimum."""
     min_memory: fields.Quantity | None = None
-    gpu: GpuExpectation | None = None  # None: no GPU is expected (not: no GPU allowed)
+    """Minimum RAM, as a quantity such as 32Gi; unset: no minimum."""
+    gpu: GpuExpectation | None = None
+    """The GPU the machine should have; unset: no GPU is expected (one is still allowed)."""
 
 
 class AgentSettings(base.Model):
     """How the node agent on this machine reports."""
 
     heartbeat_interval: fields.Duration = "15s"
+    """How often the agent reports, as a duration such as 15s (default) or 1m."""
     port: int = pydantic.Field(default=9460, ge=1, le=65535)
+    """TCP port of the node agent on this machine (default 9460)."""
 
 
 class NebulaNodeSpec(base.Spec):
     """A machine: its role, how workloads run there, how to reach it, what hardware it has."""
 
     role: NodeRole
-    runtime: Literal["k3s", "docker"]  # k3s: a cluster node; docker: the agent drives Docker
+    """What the machine is for: control, worker, ai (GPU inference) or storage."""
+    runtime: Literal["k3s", "docker"]
+    """How workloads run: k3s (a cluster node) or docker (the agent drives Docker)."""
     os: Literal["linux", "windows"] = "linux"
+    """Operating system: linux (default) or windows (needs runtime docker)."""
     description: str = ""
+    """Free text for people, e.g. the machine's make and where it stands."""
     addresses: list[NodeAddress] = pydantic.Field(min_length=1)
-    kubernetes_node_name: fields.DnsSubdomain | None = None  # k3s only; default: metadata.name
+    """Ways to reach the machine, one per type; services use these, never literal IPs."""
+    kubernetes_node_name: fields.DnsSubdomain | None = None
+    """Name of the Kubernetes Node (k3s only); unset: metadata.name."""
     hardware: HardwareExpectation = pydantic.Field(default_factory=HardwareExpectation)
-    labels: dict[fields.LabelKey, fields.LabelValue] = pydantic.Field(
-        default_factory=dict
-    )  # for placement, and on the k8s Node
+    """What the machine should at least offer; empty means "whatever it has"."""
+    labels: dict[fields.LabelKey, fields.LabelValue] = pydantic.Field(default_factory=dict)
+    """Labels matched by placement nodeSelectors; also set on the Kubernetes Node."""
     agent: AgentSettings = pydantic.Field(default_factory=AgentSettings)
-    maintenance: bool = False  # true: nothing new is placed here (like kubectl cordon)
+    """How the node agent on this machine reports."""
+    maintenance: bool = False
+    """When true, nothing new is placed here (like kubectl cordon)."""
 
     def issues(self) -> Iterator[base.Issue]:
         """Contradictions between runtime, OS and addresses."""
@@ -105,60 +125,92 @@ class CpuInfo(base.Model):
     """The detected CPU."""
 
     model: str = ""
-    cores: int = pydantic.Field(ge=0)  # logical
+    """CPU model name as the operating system reports it."""
+    cores: int = pydantic.Field(ge=0)
+    """Number of logical cores (hardware threads)."""
     physical_cores: int | None = pydantic.Field(default=None, ge=0)
+    """Number of physical cores; unset when the system does not tell."""
 
 
 class DiskInfo(base.Model):
     """One mounted file system."""
 
     mount: str
+    """Where the file system is mounted, e.g. / or /mnt/data."""
     total: fields.Quantity
+    """Size of the file system, e.g. 931Gi."""
     free: fields.Quantity
+    """Space still free on it."""
 
 
 class GpuInfo(base.Model):
     """One detected GPU."""
 
     index: int = pydantic.Field(default=0, ge=0)
+    """Position of the GPU on the machine, counting from 0."""
     vendor: GpuVendor
+    """GPU maker: nvidia, amd or intel."""
     model: str
+    """GPU name as the driver reports it, e.g. NVIDIA GeForce RTX 3060."""
     vram_total: fields.Quantity
+    """Total VRAM, e.g. 12Gi."""
     vram_used: fields.Quantity | None = None
+    """VRAM in use at the last report; unset when the driver does not tell."""
     driver: str | None = None
+    """Version of the GPU driver."""
     cuda_version: str | None = None
-    utilization: int | None = pydantic.Field(default=None, ge=0, le=100)  # percent
-    temperature: int | None = None  # degrees Celsius
+    """CUDA version the driver supports (NVIDIA only)."""
+    utilization: int | None = pydantic.Field(default=None, ge=0, le=100)
+    """GPU load in percent (0-100) at the last report."""
+    temperature: int | None = None
+    """GPU temperature in degrees Celsius at the last report."""
 
 
 class Hardware(base.Model):
     """What the node agent detected on the machine."""
 
     cpu: CpuInfo
+    """The detected CPU."""
     memory: fields.Quantity
+    """Total RAM, e.g. 62Gi."""
     disks: list[DiskInfo] = pydantic.Field(default_factory=list)
+    """Mounted file systems with their size and free space."""
     gpus: list[GpuInfo] = pydantic.Field(default_factory=list)
-    os: str = ""  # e.g. "Ubuntu 24.04.1 LTS", "Windows 11 Pro 23H2"
+    """Detected GPUs; empty when there is none."""
+    os: str = ""
+    """Operating system and version, e.g. "Ubuntu 24.04.1 LTS", "Windows 11 Pro 23H2"."""
     kernel: str = ""
+    """Kernel version."""
     arch: str = ""
+    """CPU architecture as detected."""
     addresses: list[str] = pydantic.Field(default_factory=list)
-    # Which local endpoints answered: docker, ollama, comfyui.
+    """IP addresses found on the machine."""
     endpoints: dict[str, bool] = pydantic.Field(default_factory=dict)
+    """Which local endpoints answered, e.g. {docker: true, ollama: true, comfyui: false}."""
 
 
 class NebulaNodeStatus(conditions.Status):
     """The machine as last reported by its agent, and summary fields for ``kubectl get``."""
 
     hardware: Hardware | None = None
+    """What the agent detected at its last report."""
     last_heartbeat: datetime.datetime | None = None
+    """When the agent last reported; an old time means the machine may be down."""
     agent_version: str | None = None
+    """Version of the node agent running on the machine."""
     vram_tier: VramTier | None = None
+    """VRAM class of the machine: cpu (no usable GPU), <4Gi, 4-8Gi or 8Gi+."""
     # One-line summaries for printer columns (JSONPath cannot aggregate lists).
     gpu: str | None = None
+    """Detected GPUs in one line, for kubectl get."""
     vram: str | None = None
+    """VRAM of the detected GPUs in one line, for kubectl get."""
     cpu: str | None = None
+    """Detected CPU in one line, for kubectl get."""
     memory: str | None = None
+    """Detected RAM in one line, for kubectl get."""
     address: str | None = None
+    """Main address of the machine, for kubectl get."""
 
 
 class NebulaNode(base.Resource):

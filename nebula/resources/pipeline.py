@@ -51,46 +51,59 @@ class LlmAction(base.Model):
     """Prompt an Ollama model (a NebulaModel of provider ollama)."""
 
     model: fields.DnsSubdomain
+    """The NebulaModel (provider ollama) to prompt, by name."""
     prompt: str = pydantic.Field(min_length=1)
+    """What to ask; templates such as {{ params.topic }} are filled in."""
     system: str = ""
+    """System prompt; templates allowed; empty: none."""
     temperature: float | None = pydantic.Field(default=None, ge=0, le=2)
+    """Sampling temperature, 0-2: higher is more varied; unset: the model's default."""
     max_tokens: int | None = pydantic.Field(default=None, ge=1)
+    """Longest answer, in tokens; unset: the model's default."""
 
 
 class ComfyAction(base.Model):
     """Run a ComfyWorkflow with values for its exposed parameters."""
 
     workflow: fields.DnsSubdomain
+    """The ComfyWorkflow to run, by name."""
     parameters: dict[str, Scalar] = pydantic.Field(default_factory=dict)
+    """Values for the workflow's exposed parameters, by name; text may use templates."""
 
 
 class ApprovalAction(base.Model):
     """Wait until a person approves in the web UI."""
 
     message: str = pydantic.Field(min_length=1)
-    approvers: list[str] = pydantic.Field(
-        default_factory=list
-    )  # usernames or roles; empty: anyone with the approver role
-    timeout: fields.Duration | None = None  # None: wait as long as it takes
+    """What the approver is asked; templates allowed."""
+    approvers: list[str] = pydantic.Field(default_factory=list)
+    """Usernames or roles who may approve; empty: anyone with the approver role."""
+    timeout: fields.Duration | None = None
+    """How long to wait, e.g. 24h; unset: wait as long as it takes."""
 
 
 class PostAction(base.Model):
     """Post a message (and images of earlier steps) through a bot."""
 
     bot_config: fields.DnsSubdomain
+    """The BotConfig whose bot posts, by name."""
     to: Literal["discord", "twitch", "youtube", "kick"] = "discord"
+    """Where to post: discord (default), twitch, youtube or kick."""
     channel: str = pydantic.Field(min_length=1)
+    """Channel to post in; for discord, a channel id."""
     message: str = pydantic.Field(min_length=1)
-    attach: list[fields.DnsLabel] = pydantic.Field(
-        default_factory=list
-    )  # steps whose outputs are attached
+    """Text to post; templates such as {{ steps.write-caption.output }} allowed."""
+    attach: list[fields.DnsLabel] = pydantic.Field(default_factory=list)
+    """Steps whose outputs are attached; each must be one this step needs."""
 
 
 class DeployAction(base.Model):
     """Open a change request that sets a service's image (it waits for approval like any other)."""
 
     service: fields.DnsLabel
-    image: str = pydantic.Field(min_length=1)  # an image reference; templates allowed
+    """The NebulaService whose image is set, by name."""
+    image: str = pydantic.Field(min_length=1)
+    """An image reference, e.g. ghcr.io/acme/dashboard:1.5.0; templates allowed."""
 
     @pydantic.field_validator("image")
     @classmethod
@@ -104,14 +117,23 @@ class Step(base.Model):
     """One step: exactly one action, the steps it needs, and how often to retry it."""
 
     name: fields.DnsLabel
+    """Name of the step, unique in the pipeline."""
     needs: list[fields.DnsLabel] = pydantic.Field(default_factory=list)
+    """Steps that must finish first; only their outputs are readable in templates."""
     llm: LlmAction | None = None
+    """Prompt an Ollama model (a NebulaModel of provider ollama)."""
     comfyui: ComfyAction | None = None
+    """Run a ComfyWorkflow with values for its exposed parameters."""
     approval: ApprovalAction | None = None
+    """Wait until a person approves in the web UI."""
     post: PostAction | None = None
+    """Post a message (and images of earlier steps) through a bot."""
     deploy: DeployAction | None = None
+    """Open a change request that sets a service's image; it waits for approval like any other."""
     timeout: fields.Duration | None = None
+    """Time limit for the step, e.g. 10m; unset: none of its own."""
     retries: int = pydantic.Field(default=0, ge=0, le=10)
+    """How many times to retry the step when it fails (0-10, default 0)."""
 
     @pydantic.model_validator(mode="after")
     def _one_action(self) -> Step:
@@ -147,21 +169,32 @@ class PipelineParameter(base.Model):
     """An input of a run, with a default for scheduled runs."""
 
     name: str = pydantic.Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)
+    """Name used in templates as {{ params.<name> }}."""
     default: str | None = None
+    """Value for scheduled runs, and when the one starting a run gives none."""
     description: str = ""
+    """Free text shown to whoever starts a run."""
 
 
 class PipelineSpec(base.Spec):
     """Steps, schedule and concurrency of a pipeline."""
 
     description: str = ""
-    schedule: fields.Cron | None = None  # None: runs only when started by hand or a change
+    """Free text for people about what the pipeline does."""
+    schedule: fields.Cron | None = None
+    """Cron schedule such as "0 9 * * 1-5" or @daily; unset: by hand or a change only."""
     timezone: fields.Timezone = "UTC"
+    """IANA time zone of the schedule, e.g. Europe/Berlin (default UTC)."""
     concurrency: Literal["Allow", "Forbid", "Replace"] = "Forbid"
+    """If a run is due while one is going: Allow, Forbid (default) or Replace it."""
     suspend: bool = False
+    """When true, the schedule starts no new runs."""
     parameters: list[PipelineParameter] = pydantic.Field(default_factory=list)
+    """Inputs of a run, read in templates as {{ params.<name> }}."""
     steps: list[Step] = pydantic.Field(min_length=1)
+    """The steps, each run once the steps it needs are done."""
     history_limit: int = pydantic.Field(default=20, ge=1, le=1000)
+    """How many finished runs to keep (default 20)."""
 
     def issues(self) -> Iterator[base.Issue]:
         """Unknown or cyclic ``needs``, and templates reading what a step cannot see."""
@@ -235,9 +268,13 @@ class PipelineStatus(conditions.Status):
     """The last runs of the pipeline (runs themselves live in PostgreSQL)."""
 
     last_run_id: str | None = None
+    """Id of the latest run."""
     last_run_time: datetime.datetime | None = None
+    """When the latest run started."""
     last_run_result: Literal["Succeeded", "Failed", "Running", "WaitingForApproval"] | None = None
+    """Outcome of the latest run: Succeeded, Failed, Running or WaitingForApproval."""
     next_run_time: datetime.datetime | None = None
+    """When the schedule starts the next run."""
 
 
 class Pipeline(base.Resource):
