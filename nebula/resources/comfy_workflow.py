@@ -27,6 +27,8 @@ __all__ = [
     "links_of",
 ]
 
+MAX_NODES = 5000
+"""Most nodes one graph may have; real workflows have tens, large ones a few hundred."""
 ParameterType = Literal["string", "integer", "number", "boolean", "image"]
 _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -145,7 +147,7 @@ class ComfyWorkflowSpec(base.Spec):
     """Free text for people about what the workflow makes."""
     service: fields.DnsLabel
     """The NebulaService running ComfyUI, by name."""
-    graph: Graph = pydantic.Field(min_length=1)
+    graph: Graph = pydantic.Field(min_length=1, max_length=MAX_NODES)
     """The graph as ComfyUI exports it in API format, keyed by node id."""
     parameters: list[WorkflowParameter] = pydantic.Field(default_factory=list)
     """Inputs a person or a pipeline may set when running the workflow."""

@@ -31,6 +31,8 @@ __all__ = [
     "template_refs",
 ]
 
+MAX_STEPS = 200
+"""Most steps one pipeline may have; more is a mistake or an attack, not a pipeline."""
 ACTIONS = ("llm", "comfyui", "approval", "post", "deploy")
 _TEMPLATE_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _REF_RE = re.compile(r"^(params\.[a-z][a-z0-9_]*|steps\.[a-z0-9-]+\.[a-z_]+|run\.[a-z_]+)$")
@@ -191,7 +193,7 @@ class PipelineSpec(base.Spec):
     """When true, the schedule starts no new runs."""
     parameters: list[PipelineParameter] = pydantic.Field(default_factory=list)
     """Inputs of a run, read in templates as {{ params.<name> }}."""
-    steps: list[Step] = pydantic.Field(min_length=1)
+    steps: list[Step] = pydantic.Field(min_length=1, max_length=MAX_STEPS)
     """The steps, each run once the steps it needs are done."""
     history_limit: int = pydantic.Field(default=20, ge=1, le=1000)
     """How many finished runs to keep (default 20)."""
@@ -235,18 +237,21 @@ class PipelineSpec(base.Spec):
 
     def _upstream(self) -> dict[str, set[str]]:
         """For each step, every step it needs directly or through others (the DAG is acyclic)."""
-        needs = {step.name: set(step.needs) for step in self.steps}
+        needs = {step.name: [n for n in step.needs if n != step.name] for step in self.steps}
         result: dict[str, set[str]] = {}
-
-        def visit(name: str) -> set[str]:
-            if name not in result:
-                result[name] = set()
-                for need in needs.get(name, ()):
-                    result[name] |= {need} | visit(need)
-            return result[name]
-
-        for name in needs:
-            visit(name)
+        # Depth-first without recursion: a long chain of steps must not exhaust the stack.
+        for start in needs:
+            todo = [start]
+            while todo:
+                name = todo[-1]
+                waiting = [n for n in needs.get(name, ()) if n in needs and n not in result]
+                if name in result or not waiting:
+                    if name not in result:
+                        known = [{n} | result.get(n, set()) for n in needs.get(name, ())]
+                        result[name] = set().union(*known)
+                    todo.pop()
+                else:
+                    todo.extend(waiting)
         return result
 
 
