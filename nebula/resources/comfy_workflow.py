@@ -80,7 +80,12 @@ Graph = Annotated[
     dict[str, GraphNode],
     pydantic.BeforeValidator(_normalise_graph),
     pydantic.WithJsonSchema(
-        {"type": "object", "minProperties": 1, "x-kubernetes-preserve-unknown-fields": True}
+        {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": MAX_NODES,
+            "x-kubernetes-preserve-unknown-fields": True,
+        }
     ),
 ]
 
