@@ -11,6 +11,8 @@ queue, CLI exit codes); the core raises them and never turns them into strings t
         ├── ManifestError                 one bad manifest: file, line, column, field path
         │   └── (collected in) InvalidManifests   every error of a set, nothing applied
         ├── ResourceNotFound              a named resource or field is not declared
+        ├── SourceRejected                the git remote refused: credentials, missing ref
+        ├── OwnershipConflict             an object belongs to another GitSource
         ├── ConfigurationError            settings or command-line input are wrong
         └── MigrationError                the database schema and the migrations disagree
 
@@ -27,8 +29,10 @@ __all__ = [
     "ManifestError",
     "MigrationError",
     "NebulaError",
+    "OwnershipConflict",
     "PermanentError",
     "ResourceNotFound",
+    "SourceRejected",
     "SourceUnavailable",
     "StoreUnavailable",
     "TransientError",
@@ -93,6 +97,14 @@ class InvalidManifests(PermanentError):
         count = len(self.errors)
         first = f": {self.errors[0]}" if self.errors else ""
         super().__init__(f"{count} error{'s' if count != 1 else ''} in manifests{first}")
+
+
+class SourceRejected(PermanentError):
+    """The git remote answered but refused: bad credentials, a branch or tag that is gone."""
+
+
+class OwnershipConflict(PermanentError):
+    """An object the sync would apply is already managed by another GitSource."""
 
 
 class ResourceNotFound(PermanentError):

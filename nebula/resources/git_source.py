@@ -22,7 +22,6 @@ __all__ = [
     "GitSource",
     "GitSourceSpec",
     "GitSourceStatus",
-    "InventoryEntry",
     "LocalObjectRef",
 ]
 
@@ -117,17 +116,6 @@ class GitSourceSpec(base.Spec):
             yield base.Issue(("timeout",), "timeout is more than ten intervals long")
 
 
-class InventoryEntry(base.Model):
-    """One object Nebula applied from this source (only these are ever pruned)."""
-
-    kind: str
-    """Kind of the applied object, e.g. NebulaService."""
-    namespace: str | None = None
-    """Namespace of the applied object; unset for cluster-scoped kinds."""
-    name: str
-    """Name of the applied object."""
-
-
 class GitSourceStatus(conditions.Status):
     """What was fetched and what was applied."""
 
@@ -141,8 +129,10 @@ class GitSourceStatus(conditions.Status):
     """When the last sync finished."""
     last_sync_result: Literal["Applied", "Failed", "Unchanged"] | None = None
     """Outcome of the last sync: Applied, Failed or Unchanged."""
-    inventory: list[InventoryEntry] = pydantic.Field(default_factory=list)
-    """Every object applied from this source; only these are ever pruned."""
+    resources: int | None = None
+    """How many resources the last applied revision declares (each labelled nebula.dev/source)."""
+    requested_at: str | None = None
+    """The last nebula.dev/requested-at annotation handled (a webhook or `nebula sync` asked)."""
 
 
 class GitSource(base.Resource):
@@ -156,6 +146,7 @@ class GitSource(base.Resource):
         columns=(
             base.PrinterColumn("URL", ".spec.url"),
             base.PrinterColumn("Revision", ".status.lastAppliedRevision"),
+            base.PrinterColumn("Resources", ".status.resources", "integer", priority=1),
             base.PrinterColumn("Suspended", ".spec.suspend", "boolean", priority=1),
         ),
     )

@@ -318,7 +318,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "secretRef": {"name": "git"},
         },
         "status": {
-            "inventory": [{"kind": "NebulaNode", "name": "vps"}],
+            "resources": 26,
             "lastSyncResult": "Applied",
         },
     },

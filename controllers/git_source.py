@@ -1,0 +1,250 @@
+"""The GitSource reconciler: sync the source, then say how it went (status, history, event).
+
+Called by both runtimes: the kopf handlers (``handlers.py``) and the embedded runtime
+(``embedded.py``). It reads top to bottom like the process: credentials → lock → fetch, load,
+validate, plan, apply, prune (``nebula.sync``) → status. Each failing step has its own reason
+(``FetchFailed``, ``ValidationFailed``, ``ApplyFailed``) so Ready says which step broke; one
+finishing function builds the status on every path. It writes nothing itself except the sync
+history; the runtime writes the returned status and emits the returned event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Literal
+
+from nebula import errors
+from nebula.resources import conditions, fields
+from nebula.resources.git_source import GitSource, GitSourceStatus
+from nebula.secrets import Secrets
+from nebula.sources import fetching
+from nebula.store import base
+from nebula.sync import history, syncing
+
+__all__ = [
+    "APPLIED",
+    "APPLY_FAILED",
+    "FETCH_FAILED",
+    "SUSPENDED",
+    "VALIDATION_FAILED",
+    "Event",
+    "Outcome",
+    "credentials",
+    "reconcile",
+    "retry_delay",
+]
+
+# Condition reasons, shared by status, events, logs and tests.
+APPLIED = "Applied"
+FETCH_FAILED = "FetchFailed"
+VALIDATION_FAILED = "ValidationFailed"
+APPLY_FAILED = "ApplyFailed"
+SUSPENDED = "Suspended"
+PROGRESSING = "Progressing"
+MAX_ERRORS_SHOWN = 5
+"""How many manifest errors the Ready message lists (the history keeps them all)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """An event for the GitSource: only when something changed or failed."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a reconcile decided: the status to write, when to run again, what to tell."""
+
+    status: GitSourceStatus
+    retry_after: float  # seconds until the next sync
+    event: Event | None = None
+    transient: bool = False  # failed in a way the same input may not fail again
+
+
+def retry_delay(source: GitSource, attempt: int) -> float:
+    """Seconds before retrying after ``attempt`` consecutive transient failures.
+
+    Doubles from 5 s and never waits longer than the source's interval.
+    """
+    interval = fields.parse_duration(source.spec.interval).total_seconds()
+    return float(min(interval, 5 * 2 ** max(attempt - 1, 0)))
+
+
+def credentials(source: GitSource, secrets: Secrets) -> fetching.Credentials | None:
+    """The credentials the source's ``secretRef`` names, or None when it names none.
+
+    Raises :class:`~nebula.errors.SourceRejected` when the secret holds no usable keys.
+    """
+    ref = source.spec.secret_ref
+    if ref is None:
+        return None
+    namespace = source.metadata.namespace or "default"
+
+    def key(name: str) -> str | None:
+        return secrets.get(namespace, ref.name, name)
+
+    found = fetching.Credentials(
+        username=key("username"),
+        password=key("password") or key("token"),
+        identity=key("identity"),
+        identity_public=key("identity.pub"),
+    )
+    if not (found.password or found.identity):
+        raise errors.SourceRejected(
+            f"secret {ref.name!r} has neither 'token', 'password' nor 'identity'"
+        )
+    return found
+
+
+def reconcile(
+    source: GitSource,
+    *,
+    # Collaborators.
+    mirror: fetching.Mirror,
+    cache: syncing.FileCache,
+    store: base.ResourceStore,
+    runs: history.History,
+    secrets: Secrets,
+    # Context.
+    now: datetime.datetime,
+    previous: GitSourceStatus | None,
+    attempt: int = 1,
+) -> Outcome:
+    """Syncs the source once and returns the status, the next run and the event.
+
+    ``attempt`` counts consecutive transient failures including this try (1 on a first try);
+    ``previous`` is the status as stored, whose applied revision a failure keeps.
+    """
+    status = previous or GitSourceStatus()
+    interval = fields.parse_duration(source.spec.interval).total_seconds()
+    generation = source.metadata.generation
+
+    # A suspended source is left exactly as it is, until it is resumed.
+    if source.spec.suspend:
+        status = _conditions(
+            status, now, generation, ready=("Unknown", SUSPENDED, "suspended by spec.suspend")
+        )
+        return Outcome(status, interval)
+
+    # The lock keeps two syncs of this source apart, across threads, processes and replicas.
+    name = base.source_id(source.key)
+    with runs.lock(name):
+        run = runs.start(name)
+        try:
+            found = credentials(source, secrets)
+            result = syncing.sync(
+                source, mirror=mirror, credentials=found, cache=cache, store=store
+            )
+        # The remote did not answer, or the database or API server dropped: try again soon.
+        except (errors.TransientError, OSError) as error:
+            runs.finish(run, result="failed", error=str(error))
+            reason = FETCH_FAILED if isinstance(error, errors.SourceUnavailable) else APPLY_FAILED
+            return _failed(source, status, now, reason, str(error), attempt, transient=True)
+        # The remote refused (credentials, missing branch) or another source owns an object:
+        # only the user can fix it; look again at the interval.
+        except errors.PermanentError as error:
+            runs.finish(run, result="failed", error=str(error))
+            reason = FETCH_FAILED if isinstance(error, errors.SourceRejected) else APPLY_FAILED
+            return _failed(source, status, now, reason, str(error), attempt, transient=False)
+        revision = result.revision
+        runs.finish(
+            run,
+            result=result.result,
+            revision=revision.commit,
+            author=revision.author,
+            message=revision.message,
+            counts=result.counts,
+            error="\n".join(map(str, result.errors)) or None,
+        )
+
+    # Invalid manifests: nothing was applied, the last applied revision stays, and the
+    # message names the files and lines to fix.
+    status = status.model_copy(
+        update={
+            "last_fetched_revision": revision.commit,
+            "last_attempted_revision": revision.commit,
+        }
+    )
+    if result.result == "failed":
+        shown = [str(e) for e in result.errors[:MAX_ERRORS_SHOWN]]
+        more = len(result.errors) - len(shown)
+        message = f"revision {revision.short} is invalid, nothing applied: " + "; ".join(shown)
+        message += f" (and {more} more)" if more else ""
+        return _failed(source, status, now, VALIDATION_FAILED, message, attempt, transient=False)
+
+    # Applied (or nothing to apply): Ready, with what changed.
+    counts = result.counts
+    summary = ", ".join(f"{n} {what}" for what, n in counts.items() if n and what != "unchanged")
+    message = f"revision {revision.short} applied: {summary or 'no changes'}"
+    status = status.model_copy(
+        update={
+            "last_applied_revision": revision.commit,
+            "last_sync_time": now,
+            "last_sync_result": "Applied" if result.result == "applied" else "Unchanged",
+            "resources": result.resources,
+        }
+    )
+    status = _conditions(status, now, generation, ready=("True", APPLIED, message))
+    changed = result.result == "applied"
+    event = Event("Normal", APPLIED, f"{message} ({revision.message})") if changed else None
+    return Outcome(status, interval, event)
+
+
+def _failed(
+    source: GitSource,
+    status: GitSourceStatus,
+    now: datetime.datetime,
+    reason: str,
+    message: str,
+    attempt: int,
+    *,
+    transient: bool,
+) -> Outcome:
+    """The status and retry of a failed sync; the last applied revision stays as it was."""
+    status = status.model_copy(update={"last_sync_time": now, "last_sync_result": "Failed"})
+    generation = source.metadata.generation
+    status = _conditions(
+        status,
+        now,
+        # A transient failure leaves observedGeneration alone: this generation is not done.
+        None if transient else generation,
+        ready=("False", reason, message),
+        stalled=None if transient else (reason, message),
+        reconciling=(PROGRESSING, "retrying: " + message) if transient else None,
+    )
+    interval = fields.parse_duration(source.spec.interval).total_seconds()
+    delay = retry_delay(source, attempt) if transient else interval
+    return Outcome(status, delay, Event("Warning", reason, message), transient=transient)
+
+
+def _conditions(
+    status: GitSourceStatus,
+    now: datetime.datetime,
+    generation: int | None,
+    *,
+    ready: tuple[conditions.ConditionStatus, str, str],
+    stalled: tuple[str, str] | None = None,
+    reconciling: tuple[str, str] | None = None,
+) -> GitSourceStatus:
+    """Ready, Stalled and Reconciling set together, so they never contradict each other."""
+    found = list(status.conditions)
+    found = conditions.set_condition(
+        found, type_=conditions.READY, status=ready[0], reason=ready[1], message=ready[2],
+        now=now, generation=generation,
+    )  # fmt: skip
+    for type_, value in ((conditions.STALLED, stalled), (conditions.RECONCILING, reconciling)):
+        if value is not None:
+            found = conditions.set_condition(
+                found, type_=type_, status="True", reason=value[0], message=value[1],
+                now=now, generation=generation,
+            )  # fmt: skip
+        else:
+            found = [c for c in found if c.type != type_]
+    update: dict[str, object] = {"conditions": found}
+    if generation is not None:
+        update["observed_generation"] = generation
+    return status.model_copy(update=update)

@@ -1,0 +1,236 @@
+"""The PostgreSQL resource store: the embedded runtime's stand-in for the Kubernetes API.
+
+Used by ``nebula up``, ``nebula sync`` and the embedded reconcilers. A sync's plan is carried
+out in one transaction, so it is applied entirely or not at all; generation grows when a spec
+changes, as in Kubernetes; every change is announced on the ``nebula_resources`` channel
+(LISTEN/NOTIFY) so nobody polls. Drift is found inside the database: the md5 of a document
+as written by the sync is kept, and compared with the md5 of the document as it is now.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import psycopg
+import psycopg.types.json
+import psycopg_pool
+
+from nebula import errors
+from nebula.resources import ResourceKey
+from nebula.store import base
+
+__all__ = ["CHANNEL", "Notification", "PostgresStore", "listen", "parse_notification"]
+
+CHANNEL = "nebula_resources"
+"""The LISTEN/NOTIFY channel on which every change of a resource is announced."""
+
+_INVENTORY = """
+SELECT kind, namespace, name, applied_hash, md5(document::text) IS DISTINCT FROM applied_md5
+FROM resources WHERE source = %s
+"""
+_OWNERS = """
+SELECT r.kind, r.namespace, r.name, r.source
+FROM resources r JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(kind, namespace, name)
+  ON (r.kind, r.namespace, r.name) = (k.kind, k.namespace, k.name)
+WHERE r.source IS NOT NULL AND r.source <> %s
+"""
+_UPSERT = """
+INSERT INTO resources (kind, namespace, name, document, source, applied_hash, applied_md5)
+VALUES (%(kind)s, %(namespace)s, %(name)s, %(document)s, %(source)s, %(hash)s,
+        md5(%(document)s::jsonb::text))
+ON CONFLICT (kind, namespace, name) DO UPDATE SET
+    generation = resources.generation
+        + (resources.document -> 'spec' IS DISTINCT FROM excluded.document -> 'spec')::int,
+    document = excluded.document,
+    source = excluded.source,
+    applied_hash = excluded.applied_hash,
+    applied_md5 = excluded.applied_md5,
+    updated_at = now()
+"""
+_PRUNE = "DELETE FROM resources WHERE kind = %s AND namespace = %s AND name = %s AND source = %s"
+_SELECT = """
+SELECT kind, namespace, name, document, status, generation, source, updated_at FROM resources
+"""
+
+Row = tuple[Any, ...]
+
+
+def _ns(key: ResourceKey) -> str:
+    return key.namespace or ""
+
+
+def _key(kind: str, namespace: str, name: str) -> ResourceKey:
+    return ResourceKey(kind, namespace or None, name)
+
+
+class PostgresStore:
+    """Resources in PostgreSQL, shared by every process of the embedded runtime."""
+
+    def __init__(self, conninfo: str, *, max_connections: int = 4) -> None:
+        self._pool = psycopg_pool.ConnectionPool(
+            conninfo, min_size=1, max_size=max_connections, open=False, timeout=10
+        )
+
+    def open(self) -> PostgresStore:
+        """Connects; raises :class:`~nebula.errors.StoreUnavailable` when PostgreSQL is down."""
+        try:
+            self._pool.open(wait=True, timeout=10)
+        # The pool could not make its first connection in time.
+        except psycopg_pool.PoolTimeout as error:
+            raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
+        return self
+
+    def close(self) -> None:
+        """Closes every connection; safe to call twice."""
+        self._pool.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _connection(self) -> Any:
+        return self._pool.connection()
+
+    def inventory(self, source: str) -> dict[ResourceKey, base.AppliedState]:
+        """Every object ``source`` applied, with its applied hash and whether it drifted."""
+        with self._connection() as conn:
+            rows = conn.execute(_INVENTORY, (source,)).fetchall()
+        return {
+            _key(kind, namespace, name): base.AppliedState(hash=applied, drifted=drifted)
+            for kind, namespace, name, applied, drifted in rows
+        }
+
+    def commit(self, source: str, plan: base.Plan) -> None:
+        """Carries out a plan in one transaction: all of it, or (on any error) nothing."""
+        writes, prunes = plan.ordered()
+        if not writes and not prunes:
+            return
+        with self._connection() as conn, conn.transaction():
+            self._refuse_takeovers(conn, source, writes)
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    _UPSERT,
+                    [
+                        {
+                            "kind": d.key.kind,
+                            "namespace": _ns(d.key),
+                            "name": d.key.name,
+                            "document": psycopg.types.json.Jsonb(d.document),
+                            "source": source,
+                            "hash": d.hash,
+                        }
+                        for d in writes
+                    ],
+                )
+                cursor.executemany(
+                    _PRUNE, [(key.kind, _ns(key), key.name, source) for key in prunes]
+                )
+
+    @staticmethod
+    def _refuse_takeovers(conn: Any, source: str, writes: Sequence[base.Desired]) -> None:
+        kinds = [d.key.kind for d in writes]
+        namespaces = [_ns(d.key) for d in writes]
+        names = [d.key.name for d in writes]
+        owned = conn.execute(_OWNERS, (kinds, namespaces, names, source)).fetchall()
+        if owned:
+            listed = ", ".join(f"{_key(k, ns, n)} ({owner})" for k, ns, n, owner in owned[:5])
+            raise errors.OwnershipConflict(
+                f"{len(owned)} object(s) belong to another GitSource: {listed}"
+            )
+
+    def get(self, key: ResourceKey) -> base.StoredObject | None:
+        """One object, or None when it does not exist."""
+        where = " WHERE kind = %s AND namespace = %s AND name = %s"
+        with self._connection() as conn:
+            row = conn.execute(_SELECT + where, (key.kind, _ns(key), key.name)).fetchone()
+        return _stored(row) if row else None
+
+    def list(self, kind: str) -> list[base.StoredObject]:
+        """Every object of a kind, sorted by namespace and name."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                _SELECT + " WHERE kind = %s ORDER BY namespace, name", (kind,)
+            ).fetchall()
+        return [_stored(row) for row in rows]
+
+    def write_status(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
+        """Replaces an object's status; raises ResourceNotFound when the object is gone."""
+        with self._connection() as conn:
+            cursor = conn.execute(
+                "UPDATE resources SET status = %s, updated_at = now()"
+                " WHERE kind = %s AND namespace = %s AND name = %s",
+                (psycopg.types.json.Jsonb(dict(status)), key.kind, _ns(key), key.name),
+            )
+            if cursor.rowcount == 0:
+                raise errors.ResourceNotFound(f"{key} does not exist")
+
+    def put(self, document: Mapping[str, Any]) -> ResourceKey:
+        """Creates or replaces one object by hand (not through a sync): it has no source.
+
+        Used by ``nebula up`` for its bootstrap GitSource and by tests; a sync never prunes it.
+        """
+        metadata = document["metadata"]
+        key = _key(document["kind"], metadata.get("namespace") or "", metadata["name"])
+        with self._connection() as conn:
+            conn.execute(
+                """
+                INSERT INTO resources (kind, namespace, name, document) VALUES (%s, %s, %s, %s)
+                ON CONFLICT (kind, namespace, name) DO UPDATE SET
+                    generation = resources.generation
+                        + (resources.document -> 'spec' IS DISTINCT FROM
+                           excluded.document -> 'spec')::int,
+                    document = excluded.document, updated_at = now()
+                """,
+                (key.kind, _ns(key), key.name, psycopg.types.json.Jsonb(dict(document))),
+            )
+        return key
+
+
+def _stored(row: Row) -> base.StoredObject:
+    kind, namespace, name, document, status, generation, source, updated = row
+    return base.StoredObject(
+        key=_key(kind, namespace, name),
+        document=document,
+        status=status,
+        generation=generation,
+        source=source,
+        updated=updated,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Notification:
+    """One change announced on :data:`CHANNEL`: which object, how, and whether its spec moved."""
+
+    key: ResourceKey
+    op: str  # insert | update | delete
+    spec: bool  # False when only the status changed
+
+
+def parse_notification(payload: str) -> Notification:
+    """The change a NOTIFY payload describes."""
+    data = json.loads(payload)
+    key = _key(data["kind"], data["namespace"], data["name"])
+    return Notification(key, data["op"], bool(data["spec"]))
+
+
+def listen(conninfo: str, *, timeout: float = 1.0) -> Iterator[Notification | None]:
+    """Yields each change as it is committed, or None every ``timeout`` seconds of silence.
+
+    Blocking; runs in its own connection (LISTEN needs one that does nothing else). The
+    caller stops by closing the generator.
+    """
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"LISTEN {CHANNEL}")
+        while True:
+            got = False
+            for notify in conn.notifies(timeout=timeout):
+                got = True
+                yield parse_notification(notify.payload)
+            if not got:
+                yield None

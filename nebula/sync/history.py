@@ -1,0 +1,126 @@
+"""Sync history in PostgreSQL, and the lock that keeps two syncs of one source apart.
+
+Called by the GitSource reconciler in both runtimes: every sync is a row of ``sync_runs``
+(revision, author, message, started/finished, counts, result, error), and runs under a
+PostgreSQL advisory lock named after its source, so two processes, replicas or threads never
+interleave the syncs of one source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+
+from nebula import errors
+
+__all__ = ["History", "SyncRun"]
+
+_LOCK = "SELECT pg_advisory_lock(hashtextextended('nebula.sync:' || %s, 0))"
+_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended('nebula.sync:' || %s, 0))"
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncRun:
+    """One row of the sync history."""
+
+    id: int
+    source: str
+    revision: str | None
+    author: str | None
+    message: str | None
+    started_at: datetime.datetime
+    finished_at: datetime.datetime | None
+    created: int
+    updated: int
+    pruned: int
+    unchanged: int
+    result: str
+    error: str | None
+
+
+class History:
+    """The sync history of every source, in the database at ``conninfo``."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(self._conninfo, autocommit=True)
+        # PostgreSQL is down or refuses the connection.
+        except psycopg.OperationalError as error:
+            raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
+
+    @contextlib.contextmanager
+    def lock(self, source: str) -> Iterator[None]:
+        """Holds the sync lock of ``source``; waits while another sync of it runs."""
+        with self._connect() as conn:
+            conn.execute(_LOCK, (source,))
+            try:
+                yield
+            finally:
+                if not conn.broken:
+                    conn.execute(_UNLOCK, (source,))
+
+    def start(self, source: str, *, revision: str | None = None) -> int:
+        """Records that a sync of ``source`` began; returns the run's id."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "INSERT INTO sync_runs (source, revision) VALUES (%s, %s) RETURNING id",
+                (source, revision),
+            ).fetchone()
+        assert row is not None  # INSERT ... RETURNING returns its row
+        return int(row[0])
+
+    def finish(
+        self,
+        run: int,
+        *,
+        result: str,
+        revision: str | None = None,
+        author: str | None = None,
+        message: str | None = None,
+        counts: dict[str, int] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Records how a sync ended."""
+        counts = counts or {}
+        with self._connect() as conn:
+            conn.execute(
+                """
+                UPDATE sync_runs SET finished_at = clock_timestamp(), result = %s,
+                    revision = coalesce(%s, revision), author = %s, message = %s,
+                    created = %s, updated = %s, pruned = %s, unchanged = %s, error = %s
+                WHERE id = %s
+                """,
+                (
+                    result,
+                    revision,
+                    author,
+                    message,
+                    counts.get("created", 0),
+                    counts.get("updated", 0),
+                    counts.get("pruned", 0),
+                    counts.get("unchanged", 0),
+                    error,
+                    run,
+                ),
+            )
+
+    def latest(self, source: str | None = None, *, limit: int = 20) -> list[SyncRun]:
+        """The newest runs first, of one source or of all."""
+        where = "WHERE source = %s" if source else ""
+        params: tuple[Any, ...] = (source, limit) if source else (limit,)
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT id, source, revision, author, message, started_at, finished_at,"
+                f" created, updated, pruned, unchanged, result, error FROM sync_runs {where}"
+                f" ORDER BY started_at DESC, id DESC LIMIT %s",
+                params,
+            ).fetchall()
+        return [SyncRun(*row) for row in rows]

@@ -1,0 +1,146 @@
+"""One sync of a GitSource: fetch → load what changed → validate all → plan → apply and prune.
+
+Called by the GitSource reconciler (both runtimes), ``nebula sync`` and ``nebula plan``. The
+desired set is validated whole before anything is written: one bad file applies nothing and
+the result names every error with file:line. Files are parsed once per blob id (the
+:class:`FileCache`), so a new revision costs the files it changed, and an unchanged revision
+with no drift writes nothing at all. This module holds no state between calls other than the
+cache the caller hands in, and never writes status: the reconciler does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Literal
+
+from nebula import errors, manifests
+from nebula.manifests import loading
+from nebula.resources import ResourceKey
+from nebula.resources.git_source import GitSource
+from nebula.sources import fetching
+from nebula.store import base
+from nebula.sync import planning
+
+__all__ = ["FileCache", "SyncResult", "sync"]
+
+Progress = Callable[[str], None]
+
+
+class FileCache:
+    """Loaded files and their desired documents, by blob id: a blob is parsed only once.
+
+    Holds the files of the latest revision only, so its size follows the repository's.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[tuple[str, str], tuple[loading.LoadedFile, list[base.Desired]]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def load(
+        self, mirror: fetching.Mirror, files: list[fetching.File], namespace: str
+    ) -> tuple[list[loading.LoadedFile], dict[ResourceKey, base.Desired]]:
+        """The loaded files of a revision and the desired document of each valid resource."""
+        kept: dict[tuple[str, str], tuple[loading.LoadedFile, list[base.Desired]]] = {}
+        with manifests.collector_paused():
+            for file in files:
+                # The path is part of the key: errors name it, and a moved file says so.
+                id_ = (f"{file.path}\0{namespace}", file.blob)
+                entry = self._files.get(id_)
+                if entry is None:
+                    self.misses += 1
+                    entry = self._load(mirror, file, namespace)
+                else:
+                    self.hits += 1
+                kept[id_] = entry
+        self._files = kept
+        loaded = [entry[0] for entry in kept.values()]
+        desired = {d.key: d for _, documents in kept.values() for d in documents}
+        return loaded, desired
+
+    @staticmethod
+    def _load(
+        mirror: fetching.Mirror, file: fetching.File, namespace: str
+    ) -> tuple[loading.LoadedFile, list[base.Desired]]:
+        if file.link:
+            failure = errors.ManifestError(
+                file.path, 1, 1, "", "a link in the repository is not followed"
+            )
+            return loading.LoadedFile(file.path, None, (), (failure,)), []
+        loaded = loading.load_file(file.path, mirror.read(file.blob), namespace=namespace)
+        return loaded, [planning.desired(resource) for resource, _ in loaded.resources]
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncResult:
+    """How a sync ended; the reconciler turns it into status, history and events."""
+
+    revision: fetching.Revision
+    result: Literal["applied", "unchanged", "failed", "planned"]
+    plan: base.Plan
+    errors: tuple[errors.ManifestError, ...] = ()
+    resources: int = 0  # how many resources the revision declares
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Created, updated, pruned and unchanged objects."""
+        return {
+            "created": len(self.plan.create),
+            "updated": len(self.plan.update),
+            "pruned": len(self.plan.prune),
+            "unchanged": self.plan.unchanged,
+        }
+
+
+def sync(
+    source: GitSource,
+    *,
+    # Where the desired state comes from.
+    mirror: fetching.Mirror,
+    credentials: fetching.Credentials | None = None,
+    cache: FileCache,
+    # Where it goes.
+    store: base.ResourceStore,
+    # Behaviour.
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Brings the store to the source's revision; see the module docstring.
+
+    Raises :class:`~nebula.errors.SourceUnavailable` / :class:`~nebula.errors.SourceRejected`
+    when fetching fails (nothing is written), :class:`~nebula.errors.OwnershipConflict` when
+    an object belongs to another source, and the store's errors when writing fails. Invalid
+    manifests are not an exception: the result is ``failed`` with every error.
+    """
+    say = progress or (lambda _: None)
+    spec = source.spec
+    key = source.key
+    source_name = base.source_id(key)
+
+    # Fetch first: without the revision there is nothing to compare, and the last applied
+    # state stays exactly as it is.
+    say(f"fetching {spec.url}")
+    revision = mirror.fetch(spec.url, spec.ref, credentials)
+
+    # Load: only blobs not seen before are parsed; the set is validated whole.
+    say(f"loading {revision.short}")
+    files = mirror.files(revision.commit, spec.path)
+    loaded, wanted = cache.load(mirror, files, key.namespace or "default")
+    desired_set = manifests.assemble(loaded)
+    if desired_set.errors:
+        return SyncResult(revision, "failed", base.Plan(), tuple(desired_set.errors))
+
+    # Plan against what this source applied before; drift counts as a change.
+    applied = store.inventory(source_name)
+    changes = planning.plan((wanted[k] for k in desired_set.resources), applied, prune=spec.prune)
+    count = len(desired_set.resources)
+    if dry_run:
+        return SyncResult(revision, "planned", changes, resources=count)
+    if changes.empty:
+        return SyncResult(revision, "unchanged", changes, resources=count)
+
+    # Apply and prune in one step of the store (a transaction where it has them).
+    say(f"applying {len(changes.create) + len(changes.update)}, pruning {len(changes.prune)}")
+    store.commit(source_name, changes)
+    return SyncResult(revision, "applied", changes, resources=count)
