@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections.abc
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import time
@@ -79,3 +80,76 @@ def _wait_for_ping(
             except redis.ConnectionError:
                 time.sleep(0.01)
     pytest.fail(f"redis-server did not answer PING:\n{log.read_text() if log.exists() else ''}")
+
+
+class GitRemote:
+    """A bare repository on disk ("the remote") and a working clone that commits and pushes."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.bare = root / "remote.git"
+        self.work = root / "work"
+        self.url = f"file://{self.bare}"
+        root.mkdir(parents=True, exist_ok=True)
+        self._git("init", "--quiet", "--bare", "--initial-branch=main", str(self.bare), cwd=root)
+        self._git("clone", "--quiet", str(self.bare), str(self.work), cwd=root)
+        self._git("checkout", "--quiet", "-b", "main")
+
+    def _git(self, *args: str, cwd: pathlib.Path | None = None) -> str:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.work.parent),
+            "GIT_AUTHOR_NAME": "Ada Admin",
+            "GIT_AUTHOR_EMAIL": "ada@homelab.example",
+            "GIT_COMMITTER_NAME": "Ada Admin",
+            "GIT_COMMITTER_EMAIL": "ada@homelab.example",
+        }
+        result = subprocess.run(
+            ["git", *args], cwd=cwd or self.work, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def write(self, path: str, text: str | bytes) -> None:
+        """Writes a file in the working clone (not yet committed)."""
+        target = self.work / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            target.write_bytes(text)
+        else:
+            target.write_text(text)
+
+    def copy(self, source: pathlib.Path, path: str) -> None:
+        """Copies a folder into the working clone (not yet committed)."""
+        shutil.copytree(source, self.work / path, dirs_exist_ok=True)
+
+    def remove(self, path: str) -> None:
+        """Deletes a file from the working clone (not yet committed)."""
+        (self.work / path).unlink()
+
+    def read(self, path: str) -> str:
+        """A file of the working clone."""
+        return (self.work / path).read_text()
+
+    def commit(self, message: str) -> str:
+        """Commits everything, pushes to the bare remote, and returns the commit id."""
+        self._git("add", "--all")
+        self._git("commit", "--quiet", "--allow-empty", "-m", message)
+        self._git("push", "--quiet", "origin", "main")
+        return self._git("rev-parse", "HEAD")
+
+
+@pytest.fixture
+def git_remote(tmp_path: pathlib.Path) -> GitRemote:
+    """A bare git repository with a working clone, both empty, under the test's tmp folder."""
+    return GitRemote(tmp_path / "git")
+
+
+EXAMPLE_MANIFESTS = pathlib.Path(__file__).parent.parent / "manifests"
+
+
+@pytest.fixture
+def homelab_remote(git_remote: GitRemote) -> GitRemote:
+    """A bare repository whose first commit holds the example homelab under ``manifests/``."""
+    git_remote.copy(EXAMPLE_MANIFESTS, "manifests")
+    git_remote.commit("The example homelab")
+    return git_remote

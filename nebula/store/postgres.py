@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -219,7 +219,7 @@ def parse_notification(payload: str) -> Notification:
     return Notification(key, data["op"], bool(data["spec"]))
 
 
-def listen(conninfo: str, *, timeout: float = 1.0) -> Iterator[Notification | None]:
+def listen(conninfo: str, *, timeout: float = 1.0) -> Generator[Notification | None, None, None]:
     """Yields each change as it is committed, or None every ``timeout`` seconds of silence.
 
     Blocking; runs in its own connection (LISTEN needs one that does nothing else). The

@@ -1,0 +1,216 @@
+"""The embedded runtime: every reconciler in-process, over the PostgreSQL store (``nebula up``).
+
+The counterpart of the kopf wiring in ``handlers.py``, for a machine without a cluster. Each
+object a controller handles gets one loop (like a kopf daemon): reconcile, write the status,
+then wait for the retry delay, a change of the object's spec (LISTEN/NOTIFY), or a request
+(:meth:`EmbeddedRuntime.request`, the webhook's trigger). Transient failures back off through
+the reconciler's own delays. Blocking work runs in threads; the loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import logging
+import pathlib
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from controllers import git_source
+from nebula import errors
+from nebula.resources import ResourceKey
+from nebula.resources.git_source import GitSource, GitSourceStatus
+from nebula.secrets import Secrets
+from nebula.sources import Mirror
+from nebula.store import PostgresStore, StoredObject, postgres
+from nebula.sync import FileCache, History
+
+__all__ = ["Controller", "EmbeddedRuntime", "GitSourceController", "Step", "resource_of"]
+
+log = logging.getLogger("nebula.embedded")
+Clock = Callable[[], datetime.datetime]
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """What one reconcile of one object decided."""
+
+    status: Mapping[str, Any] | None  # None: leave the status as it is
+    retry_after: float | None  # seconds; None: only when the object changes
+    transient: bool = False
+    event: git_source.Event | None = None
+
+
+class Controller(Protocol):
+    """One kind's reconciler as the embedded runtime runs it (blocking; called in a thread)."""
+
+    kind: str
+
+    def reconcile(self, stored: StoredObject, *, attempt: int) -> Step:
+        """Reconciles one object; ``attempt`` counts consecutive transient failures."""
+        ...
+
+
+def resource_of(stored: StoredObject) -> dict[str, Any]:
+    """The object as a model reads it: the document with the store's generation."""
+    document = dict(stored.document)
+    document["metadata"] = {**document["metadata"], "generation": stored.generation}
+    return document
+
+
+class GitSourceController:
+    """Syncs GitSources; keeps one mirror and one file cache per source."""
+
+    kind = "GitSource"
+
+    def __init__(
+        self,
+        *,
+        store: PostgresStore,
+        runs: History,
+        secrets: Secrets,
+        state_dir: pathlib.Path,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self._store, self._runs, self._secrets, self._clock = store, runs, secrets, clock
+        self._state_dir = state_dir
+        self._caches: dict[ResourceKey, FileCache] = {}
+
+    def reconcile(self, stored: StoredObject, *, attempt: int) -> Step:
+        """Syncs one GitSource and returns its status and next run."""
+        source = GitSource.model_validate(resource_of(stored))
+        previous = GitSourceStatus.model_validate(stored.status) if stored.status else None
+        key = stored.key
+        outcome = git_source.reconcile(
+            source,
+            mirror=Mirror(self._state_dir / "mirrors" / str(key.namespace) / f"{key.name}.git"),
+            cache=self._caches.setdefault(key, FileCache()),
+            store=self._store,
+            runs=self._runs,
+            secrets=self._secrets,
+            now=self._clock(),
+            previous=previous,
+            attempt=attempt,
+        )
+        status = outcome.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return Step(status, outcome.retry_after, outcome.transient, outcome.event)
+
+
+class EmbeddedRuntime:
+    """Runs controllers over the PostgreSQL store until stopped; implements ``SyncTrigger``."""
+
+    def __init__(
+        self, *, conninfo: str, store: PostgresStore, controllers: list[Controller]
+    ) -> None:
+        self._conninfo = conninfo
+        self._store = store
+        self._controllers = {controller.kind: controller for controller in controllers}
+        self._loops: dict[ResourceKey, asyncio.Task[None]] = {}
+        self._wake: dict[ResourceKey, asyncio.Event] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = asyncio.Event()
+        self.reconciles = 0  # how many reconciles ran (for the status page and tests)
+
+    async def wait_ready(self) -> None:
+        """Returns once every existing object has its loop and notifications are listened to."""
+        await self._ready.wait()
+
+    def request(self, source: ResourceKey) -> None:
+        """Wakes an object's loop now (thread-safe): the webhook's and the CLI's trigger."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._touch, source)
+
+    def _touch(self, key: ResourceKey) -> None:
+        if key in self._wake:
+            self._wake[key].set()
+        elif key.kind in self._controllers:
+            self._start(key)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reconciles until ``stop`` is set, then cancels every loop and returns."""
+        self._loop = asyncio.get_running_loop()
+        listening = threading.Event()
+        stopping = threading.Event()
+        listener = asyncio.create_task(
+            asyncio.to_thread(self._listen, listening, stopping), name="nebula-listen"
+        )
+        await asyncio.to_thread(listening.wait)
+        for kind in self._controllers:
+            for stored in await asyncio.to_thread(self._store.list, kind):
+                self._start(stored.key)
+        self._ready.set()
+        try:
+            await stop.wait()
+        finally:
+            stopping.set()
+            for task in self._loops.values():
+                task.cancel()
+            await asyncio.gather(*self._loops.values(), listener, return_exceptions=True)
+            self._loops.clear()
+
+    def _listen(self, listening: threading.Event, stopping: threading.Event) -> None:
+        """Turns NOTIFY messages into wake-ups; runs in its own thread and connection."""
+        changes = postgres.listen(self._conninfo, timeout=0.5)
+        try:
+            for change in changes:
+                listening.set()
+                if stopping.is_set():
+                    return
+                # A status write is the runtime's own doing: it must not wake the loop again.
+                if change is not None and change.spec and self._loop is not None:
+                    self._loop.call_soon_threadsafe(self._touch, change.key)
+        finally:
+            changes.close()
+
+    def _start(self, key: ResourceKey) -> None:
+        if key.kind not in self._controllers or key in self._loops:
+            return
+        self._wake[key] = asyncio.Event()
+        self._loops[key] = asyncio.create_task(self._object_loop(key), name=f"nebula-{key}")
+
+    async def _object_loop(self, key: ResourceKey) -> None:
+        controller = self._controllers[key.kind]
+        wake = self._wake[key]
+        attempt = 1
+        try:
+            while True:
+                wake.clear()
+                stored = await asyncio.to_thread(self._store.get, key)
+                if stored is None:
+                    return  # deleted: its loop ends with it
+                step = await self._reconcile(controller, stored, attempt)
+                attempt = attempt + 1 if step.transient else 1
+                await self._wait(wake, step.retry_after)
+        finally:
+            self._loops.pop(key, None)
+            self._wake.pop(key, None)
+
+    async def _reconcile(self, controller: Controller, stored: StoredObject, attempt: int) -> Step:
+        try:
+            step = await asyncio.to_thread(controller.reconcile, stored, attempt=attempt)
+        # Unknown failures count as transient, with the same doubling delay as the reconciler.
+        except Exception:
+            log.exception("reconciling %s failed", stored.key)
+            return Step(None, min(300.0, 5.0 * 2 ** (attempt - 1)), transient=True)
+        self.reconciles += 1
+        if step.status is not None:
+            # Deleted while it was being reconciled: nothing left to report on.
+            with contextlib.suppress(errors.ResourceNotFound):
+                await asyncio.to_thread(self._store.write_status, stored.key, step.status)
+        if step.event is not None:
+            level = logging.INFO if step.event.type == "Normal" else logging.WARNING
+            log.log(level, "%s %s: %s", stored.key, step.event.reason, step.event.message)
+        return step
+
+    @staticmethod
+    async def _wait(wake: asyncio.Event, delay: float | None) -> None:
+        # When the delay passes without a change or a request, it is time to reconcile again.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=delay)

@@ -1,0 +1,95 @@
+"""The embedded runtime's state on this machine: database, store, history, bootstrap source.
+
+Used by ``nebula up``, ``nebula sync`` and ``nebula plan`` (and the tests of each). With no
+``DATABASE_URL`` the private PostgreSQL of the state folder is started; migrations run; without
+``--repo`` a local repository is made from the example manifests; the bootstrap GitSource
+``default/local`` is created once and then left alone, so a restart resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import pathlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from nebula import db, errors, settings
+from nebula.resources import API_VERSION, ResourceKey
+from nebula.secrets import EnvironmentSecrets
+from nebula.sources import local
+from nebula.store import PostgresStore
+from nebula.sync import History
+
+__all__ = ["BOOTSTRAP", "LocalState", "bootstrap_source", "local_state"]
+
+BOOTSTRAP = ResourceKey("GitSource", "default", "local")
+"""The GitSource ``nebula up`` creates for the repository it syncs from."""
+
+Say = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalState:
+    """What the embedded runtime's commands work with."""
+
+    conninfo: str
+    store: PostgresStore
+    runs: History
+    secrets: EnvironmentSecrets
+    state_dir: pathlib.Path
+
+
+@contextlib.contextmanager
+def local_state(config: settings.Settings, *, say: Say = lambda _: None) -> Iterator[LocalState]:
+    """Opens the database (starting the private one if needed), migrated and ready."""
+    state_dir = config.state_dir.resolve()
+    with contextlib.ExitStack() as stack:
+        conninfo = config.database_url
+        if not conninfo:
+            say(f"starting PostgreSQL in {state_dir / 'postgres'}")
+            conninfo = stack.enter_context(db.embedded_postgres(state_dir))
+        applied = db.migrate(conninfo)
+        if applied:
+            say(f"applied {len(applied)} database migrations")
+        store = stack.enter_context(PostgresStore(conninfo))
+        yield LocalState(conninfo, store, History(conninfo), EnvironmentSecrets(), state_dir)
+
+
+def bootstrap_source(
+    state: LocalState,
+    *,
+    repo: str | None,
+    branch: str = "main",
+    path: str = ".",
+    interval: str = "5s",
+    manifests: pathlib.Path,
+    say: Say = lambda _: None,
+) -> ResourceKey:
+    """Makes sure the bootstrap GitSource exists; creates the local repository if needed.
+
+    An existing bootstrap source is kept as it is (a restart), unless ``repo`` names another
+    repository, which then replaces its URL.
+    """
+    if repo is None:
+        repository = state.state_dir / "repo"
+        if not (repository / ".git").exists() and not manifests.is_dir():
+            raise errors.ConfigurationError(
+                f"{manifests}: no such folder to start a local repository from; "
+                "pass --repo URL or --manifests FOLDER"
+            )
+        if local.create_repository(repository, manifests):
+            say(f"made a git repository from {manifests}/ in {repository}")
+        repo, path = f"file://{repository}", "."
+    existing = state.store.get(BOOTSTRAP)
+    if existing is not None and existing.document["spec"].get("url") == repo:
+        return BOOTSTRAP
+    document: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": BOOTSTRAP.kind,
+        "metadata": {"name": BOOTSTRAP.name, "namespace": BOOTSTRAP.namespace},
+        "spec": {"url": repo, "ref": {"branch": branch}, "path": path, "interval": interval},
+    }
+    state.store.put(document)
+    say(f"{BOOTSTRAP} follows {repo} ({branch}, {path})")
+    return BOOTSTRAP

@@ -1,0 +1,273 @@
+"""The GitSource reconciler against the PostgreSQL store: from a git push to applied resources.
+
+The issue's scenarios on the embedded runtime's store: real bare repositories, a real
+PostgreSQL (LISTEN/NOTIFY counts every row the sync writes), the real sync history.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import itertools
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+
+from controllers import git_source
+from nebula import db
+from nebula.resources import ResourceKey, conditions
+from nebula.resources.git_source import GitSource, GitSourceStatus
+from nebula.secrets import EnvironmentSecrets
+from nebula.sources import Mirror
+from nebula.store import PostgresStore, postgres
+from nebula.sync import FileCache, History
+from tests.conftest import GitRemote
+
+NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
+EXAMPLE_COUNT = 26
+
+
+class Harness:
+    """A GitSource and everything its reconciler needs, and the notifications it caused."""
+
+    def __init__(self, *, conninfo: str, remote: GitRemote, tmp: pathlib.Path) -> None:
+        self.conninfo = conninfo
+        self.store = PostgresStore(conninfo).open()
+        self.runs = History(conninfo)
+        self.mirror = Mirror(tmp / "mirror.git")
+        self.cache = FileCache()
+        self.remote = remote
+        self.status: GitSourceStatus | None = None
+        self.source = GitSource.model_validate(
+            {
+                "apiVersion": "nebula.dev/v1alpha1",
+                "kind": "GitSource",
+                "metadata": {"name": "homelab", "namespace": "default", "generation": 1},
+                "spec": {"url": remote.url, "path": "manifests", "interval": "1m"},
+            }
+        )
+        self._listener = postgres.listen(conninfo, timeout=0.2)
+        next(self._listener)  # LISTEN is in place before anything is written
+
+    def reconcile(self, attempt: int = 1) -> git_source.Outcome:
+        outcome = git_source.reconcile(
+            self.source,
+            mirror=self.mirror,
+            cache=self.cache,
+            store=self.store,
+            runs=self.runs,
+            secrets=EnvironmentSecrets({}),
+            now=NOW,
+            previous=self.status,
+            attempt=attempt,
+        )
+        self.status = outcome.status
+        return outcome
+
+    def writes(self) -> list[postgres.Notification]:
+        """The rows written since the last call, as announced by the database."""
+        found = []
+        for notification in self._listener:
+            if notification is None:
+                return found
+            found.append(notification)
+        return found
+
+    def ready(self) -> conditions.Condition | None:
+        return conditions.find(self.status.conditions if self.status else [], conditions.READY)
+
+    def close(self) -> None:
+        self._listener.close()
+        self.store.close()
+
+
+@pytest.fixture
+def harness(database: str, homelab_remote: GitRemote, tmp_path: pathlib.Path) -> Iterator[Harness]:
+    db.migrate(database)
+    made = Harness(conninfo=database, remote=homelab_remote, tmp=tmp_path)
+    yield made
+    made.close()
+
+
+def test_the_first_sync_applies_every_example_resource(harness: Harness) -> None:
+    outcome = harness.reconcile()
+
+    assert len(harness.writes()) == EXAMPLE_COUNT
+    assert len(harness.store.list("NebulaNode")) == 3
+    ready = harness.ready()
+    assert ready is not None and (ready.status, ready.reason) == ("True", git_source.APPLIED)
+    assert "26 created" in ready.message
+    assert outcome.event is not None and outcome.event.type == "Normal"
+    assert harness.status is not None and harness.status.resources == EXAMPLE_COUNT
+    [run] = harness.runs.latest("default.homelab")
+    assert (run.result, run.created, run.author) == (
+        "applied",
+        26,
+        "Ada Admin <ada@homelab.example>",
+    )
+
+
+def test_an_unchanged_revision_writes_nothing_and_stays_silent(harness: Harness) -> None:
+    harness.reconcile()
+    harness.writes()
+
+    outcome = harness.reconcile()
+
+    assert harness.writes() == []
+    assert outcome.event is None
+    assert [run.result for run in harness.runs.latest("default.homelab")] == [
+        "unchanged",
+        "applied",
+    ]
+
+
+def test_a_one_file_change_writes_exactly_the_changed_objects(harness: Harness) -> None:
+    harness.reconcile()
+    harness.writes()
+    models = harness.remote.read("manifests/models.yaml")
+    harness.remote.write("manifests/models.yaml", models.replace("size: 4.9G", "size: 5G", 1))
+    harness.remote.commit("llama3.1:8b is a little larger")
+
+    harness.reconcile()
+
+    [write] = harness.writes()
+    assert (write.key, write.op) == (ResourceKey("NebulaModel", "default", "llama3-1-8b"), "update")
+    stored = harness.store.get(write.key)
+    assert stored is not None and stored.generation == 2
+    assert stored.document["spec"]["size"] == "5G"
+
+
+def test_deleting_a_file_prunes_exactly_its_objects(harness: Harness) -> None:
+    harness.reconcile()
+    harness.writes()
+    harness.remote.remove("manifests/workflows/upscale.yaml")
+    harness.remote.commit("No more upscaling")
+
+    harness.reconcile()
+
+    [write] = harness.writes()
+    assert (write.key, write.op) == (ResourceKey("ComfyWorkflow", "default", "upscale"), "delete")
+    assert len(harness.store.list("ComfyWorkflow")) == 2
+
+
+def test_a_bad_file_applies_nothing_and_stalls_naming_its_line(harness: Harness) -> None:
+    first = harness.reconcile()
+    applied = first.status.last_applied_revision
+    harness.writes()
+    # One good change and one bad file in the same commit: neither may land.
+    models = harness.remote.read("manifests/models.yaml")
+    harness.remote.write("manifests/models.yaml", models.replace("size: 4.9G", "size: lots", 1))
+    nodes = harness.remote.read("manifests/nodes.yaml")
+    harness.remote.write("manifests/nodes.yaml", nodes.replace("role: ai", "role: worker", 1))
+    bad = harness.remote.commit("Oops")
+
+    outcome = harness.reconcile()
+
+    assert harness.writes() == []
+    ready = harness.ready()
+    assert ready is not None and (ready.status, ready.reason) == ("False", "ValidationFailed")
+    assert "manifests/models.yaml:18:3: spec.size: invalid quantity 'lots'" in ready.message
+    stalled = conditions.find(outcome.status.conditions, conditions.STALLED)
+    assert stalled is not None and stalled.status == "True"
+    assert outcome.status.last_applied_revision == applied
+    assert outcome.status.last_attempted_revision == bad
+    assert outcome.status.observed_generation == 1
+    assert outcome.event is not None and outcome.event.type == "Warning"
+
+
+def test_the_next_good_commit_recovers(harness: Harness) -> None:
+    harness.reconcile()
+    models = harness.remote.read("manifests/models.yaml")
+    harness.remote.write("manifests/models.yaml", models.replace("size: 4.9G", "size: lots", 1))
+    harness.remote.commit("Oops")
+    harness.reconcile()
+    harness.writes()
+    harness.remote.write("manifests/models.yaml", models.replace("size: 4.9G", "size: 5G", 1))
+    fixed = harness.remote.commit("Fixed")
+
+    outcome = harness.reconcile()
+
+    assert len(harness.writes()) == 1
+    ready = harness.ready()
+    assert ready is not None and ready.status == "True"
+    assert conditions.find(outcome.status.conditions, conditions.STALLED) is None
+    assert outcome.status.last_applied_revision == fixed
+
+
+def test_objects_made_by_hand_are_never_pruned_and_other_sources_are_not_taken_over(
+    harness: Harness,
+) -> None:
+    by_hand = {
+        "apiVersion": "nebula.dev/v1alpha1",
+        "kind": "NebulaModel",
+        "metadata": {"name": "my-experiment", "namespace": "default"},
+        "spec": {"provider": "ollama", "model": "phi3:mini"},
+    }
+    harness.store.put(by_hand)
+    harness.reconcile()
+    assert harness.store.get(ResourceKey("NebulaModel", "default", "my-experiment")) is not None
+
+    other = GitSource.model_validate(
+        {
+            **harness.source.model_dump(by_alias=True),
+            "metadata": {"name": "other", "namespace": "default"},
+        }
+    )
+    outcome = git_source.reconcile(
+        other,
+        mirror=Mirror(harness.mirror._path.parent / "other.git"),
+        cache=FileCache(),
+        store=harness.store,
+        runs=harness.runs,
+        secrets=EnvironmentSecrets({}),
+        now=NOW,
+        previous=None,
+    )
+
+    ready = conditions.find(outcome.status.conditions, conditions.READY)
+    assert ready is not None and ready.reason == git_source.APPLY_FAILED
+    assert "belong to another GitSource" in ready.message and "(default.homelab)" in ready.message
+
+
+def test_two_concurrent_syncs_of_one_source_never_interleave(harness: Harness) -> None:
+    def sync_once(index: int) -> None:
+        git_source.reconcile(
+            harness.source,
+            mirror=Mirror(harness.mirror._path.parent / f"mirror-{index}.git"),
+            cache=FileCache(),
+            store=harness.store,
+            runs=harness.runs,
+            secrets=EnvironmentSecrets({}),
+            now=NOW,
+            previous=None,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(sync_once, range(4)))
+
+    runs = sorted(harness.runs.latest("default.homelab"), key=lambda run: run.started_at)
+    assert len(runs) == 4
+    for earlier, later in itertools.pairwise(runs):
+        assert earlier.finished_at is not None and earlier.finished_at <= later.started_at
+    assert [run.result for run in runs].count("applied") == 1
+
+
+def test_an_unreachable_remote_keeps_the_last_state_and_backs_off(harness: Harness) -> None:
+    harness.reconcile()
+    harness.writes()
+    down = harness.source.model_copy(
+        update={"spec": harness.source.spec.model_copy(update={"url": "http://127.0.0.1:9/x.git"})}
+    )
+    harness.source = down
+
+    delays = [harness.reconcile(attempt=n).retry_after for n in (1, 2, 3, 10)]
+
+    assert delays == [5.0, 10.0, 20.0, 60.0]
+    assert harness.writes() == []
+    assert len(harness.store.list("NebulaNode")) == 3
+    ready = harness.ready()
+    assert ready is not None and ready.reason == git_source.FETCH_FAILED
+    assert harness.status is not None
+    assert conditions.find(harness.status.conditions, conditions.STALLED) is None
+    assert conditions.find(harness.status.conditions, conditions.RECONCILING) is not None
