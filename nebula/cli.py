@@ -102,7 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--database-url", help="default: $NEBULA_DATABASE_URL or $DATABASE_URL")
 
     for entry in importlib.metadata.entry_points(group="nebula.commands"):
-        command: Command = entry.load()
+        try:
+            command: Command = entry.load()
+        # A runtime that cannot load (a missing optional package) must not take the core
+        # commands down with it: say so, and go on without that command.
+        except (ImportError, AttributeError) as error:
+            _err.print(f"nebula {entry.name} is unavailable: {error}", markup=False)
+            continue
         sub = commands.add_parser(command.name, help=command.help)
         command.configure(sub)
         sub.set_defaults(run=command.run)
