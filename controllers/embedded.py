@@ -200,7 +200,7 @@ class EmbeddedRuntime:
             log.exception("reconciling %s failed", stored.key)
             return Step(None, min(300.0, 5.0 * 2 ** (attempt - 1)), transient=True)
         self.reconciles += 1
-        if step.status is not None:
+        if step.status is not None and step.status != stored.status:
             # Deleted while it was being reconciled: nothing left to report on.
             with contextlib.suppress(errors.ResourceNotFound):
                 await asyncio.to_thread(self._store.write_status, stored.key, step.status)

@@ -132,8 +132,7 @@ def reconcile(
 
     # The lock keeps two syncs of this source apart, across threads, processes and replicas.
     name = base.source_id(source.key)
-    with runs.lock(name):
-        run = runs.start(name)
+    with runs.lock(name) as started:
         try:
             found = credentials(source, secrets)
             result = syncing.sync(
@@ -141,19 +140,30 @@ def reconcile(
             )
         # The remote did not answer, or the database or API server dropped: try again soon.
         except (errors.TransientError, OSError) as error:
-            runs.finish(run, result="failed", error=str(error))
+            runs.record(name, started=started, result="failed", error=str(error))
             reason = FETCH_FAILED if isinstance(error, errors.SourceUnavailable) else APPLY_FAILED
             return _failed(source, status, now, reason, str(error), attempt, transient=True)
         # The remote refused (credentials, missing branch) or another source owns an object:
         # only the user can fix it; look again at the interval.
         except errors.PermanentError as error:
-            runs.finish(run, result="failed", error=str(error))
+            runs.record(name, started=started, result="failed", error=str(error))
             reason = FETCH_FAILED if isinstance(error, errors.SourceRejected) else APPLY_FAILED
             return _failed(source, status, now, reason, str(error), attempt, transient=False)
         revision = result.revision
-        runs.finish(
-            run,
-            result=result.result,
+        # Nothing to do on a revision already applied: no history row, no status change, no
+        # event; polling an unchanged repository writes nothing at all.
+        ready = conditions.find(status.conditions, conditions.READY)
+        settled = ready is not None and ready.status == "True"
+        if (
+            result.result == "unchanged"
+            and settled
+            and status.last_applied_revision == revision.commit
+        ):
+            return Outcome(status, interval)
+        runs.record(
+            name,
+            started=started,
+            result="applied" if result.result != "failed" else "failed",
             revision=revision.commit,
             author=revision.author,
             message=revision.message,

@@ -1,7 +1,8 @@
 """Sync history in PostgreSQL, and the lock that keeps two syncs of one source apart.
 
-Called by the GitSource reconciler in both runtimes: every sync is a row of ``sync_runs``
-(revision, author, message, started/finished, counts, result, error), and runs under a
+Called by the GitSource reconciler in both runtimes: every sync that applied something or failed
+is a row of ``sync_runs`` (revision, author, message, started/finished, counts, result, error);
+every sync runs under a
 PostgreSQL advisory lock named after its source, so two processes, replicas or threads never
 interleave the syncs of one source.
 """
@@ -57,48 +58,50 @@ class History:
             raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
 
     @contextlib.contextmanager
-    def lock(self, source: str) -> Iterator[None]:
-        """Holds the sync lock of ``source``; waits while another sync of it runs."""
+    def lock(self, source: str) -> Iterator[datetime.datetime]:
+        """Holds the sync lock of ``source``, waiting while another sync of it runs.
+
+        Yields the database's time at which the lock was taken: when the sync started.
+        """
         with self._connect() as conn:
             conn.execute(_LOCK, (source,))
             try:
-                yield
+                row = conn.execute("SELECT clock_timestamp()").fetchone()
+                assert row is not None  # SELECT of a value returns one row
+                yield row[0]
             finally:
                 if not conn.broken:
                     conn.execute(_UNLOCK, (source,))
 
-    def start(self, source: str, *, revision: str | None = None) -> int:
-        """Records that a sync of ``source`` began; returns the run's id."""
-        with self._connect() as conn:
-            row = conn.execute(
-                "INSERT INTO sync_runs (source, revision) VALUES (%s, %s) RETURNING id",
-                (source, revision),
-            ).fetchone()
-        assert row is not None  # INSERT ... RETURNING returns its row
-        return int(row[0])
-
-    def finish(
+    def record(
         self,
-        run: int,
+        source: str,
         *,
+        started: datetime.datetime,
         result: str,
         revision: str | None = None,
         author: str | None = None,
         message: str | None = None,
         counts: dict[str, int] | None = None,
         error: str | None = None,
-    ) -> None:
-        """Records how a sync ended."""
+    ) -> int:
+        """Records a finished sync (finished now); returns the run's id.
+
+        Callers record syncs that applied something or failed; a sync that found nothing to do
+        leaves no row, so polling an unchanged repository writes nothing at all.
+        """
         counts = counts or {}
         with self._connect() as conn:
-            conn.execute(
+            row = conn.execute(
                 """
-                UPDATE sync_runs SET finished_at = clock_timestamp(), result = %s,
-                    revision = coalesce(%s, revision), author = %s, message = %s,
-                    created = %s, updated = %s, pruned = %s, unchanged = %s, error = %s
-                WHERE id = %s
+                INSERT INTO sync_runs (source, started_at, finished_at, result, revision, author,
+                    message, created, updated, pruned, unchanged, error)
+                VALUES (%s, %s, clock_timestamp(), %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                RETURNING id
                 """,
                 (
+                    source,
+                    started,
                     result,
                     revision,
                     author,
@@ -108,9 +111,10 @@ class History:
                     counts.get("pruned", 0),
                     counts.get("unchanged", 0),
                     error,
-                    run,
                 ),
-            )
+            ).fetchone()
+        assert row is not None  # INSERT ... RETURNING returns its row
+        return int(row[0])
 
     def latest(self, source: str | None = None, *, limit: int = 20) -> list[SyncRun]:
         """The newest runs first, of one source or of all."""

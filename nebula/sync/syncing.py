@@ -35,13 +35,16 @@ class FileCache:
 
     def __init__(self) -> None:
         self._files: dict[tuple[str, str], tuple[loading.LoadedFile, list[base.Desired]]] = {}
+        # The last assembled set, reused while the files are the same (the same revision,
+        # or a commit that touched no manifest): checking references is not free either.
+        self._assembled: tuple[tuple[tuple[str, str], ...], loading.ManifestSet] | None = None
         self.hits = 0
         self.misses = 0
 
     def load(
         self, mirror: fetching.Mirror, files: list[fetching.File], namespace: str
-    ) -> tuple[list[loading.LoadedFile], dict[ResourceKey, base.Desired]]:
-        """The loaded files of a revision and the desired document of each valid resource."""
+    ) -> tuple[loading.ManifestSet, dict[ResourceKey, base.Desired]]:
+        """The assembled desired set of a revision, and the desired document of each resource."""
         kept: dict[tuple[str, str], tuple[loading.LoadedFile, list[base.Desired]]] = {}
         with manifests.collector_paused():
             for file in files:
@@ -55,9 +58,12 @@ class FileCache:
                     self.hits += 1
                 kept[id_] = entry
         self._files = kept
-        loaded = [entry[0] for entry in kept.values()]
         desired = {d.key: d for _, documents in kept.values() for d in documents}
-        return loaded, desired
+        signature = tuple(kept)
+        if self._assembled is None or self._assembled[0] != signature:
+            loaded = [entry[0] for entry in kept.values()]
+            self._assembled = (signature, manifests.assemble(loaded))
+        return self._assembled[1], desired
 
     @staticmethod
     def _load(
@@ -126,8 +132,7 @@ def sync(
     # Load: only blobs not seen before are parsed; the set is validated whole.
     say(f"loading {revision.short}")
     files = mirror.files(revision.commit, spec.path)
-    loaded, wanted = cache.load(mirror, files, key.namespace or "default")
-    desired_set = manifests.assemble(loaded)
+    desired_set, wanted = cache.load(mirror, files, key.namespace or "default")
     if desired_set.errors:
         return SyncResult(revision, "failed", base.Plan(), tuple(desired_set.errors))
 

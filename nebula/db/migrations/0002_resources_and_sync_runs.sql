@@ -53,7 +53,7 @@ CREATE TABLE sync_runs (
     updated integer NOT NULL DEFAULT 0,
     pruned integer NOT NULL DEFAULT 0,
     unchanged integer NOT NULL DEFAULT 0,
-    result text NOT NULL DEFAULT 'running',  -- running | applied | unchanged | failed
+    result text NOT NULL,  -- applied | failed (a sync with nothing to do leaves no row)
     error text
 );
 
