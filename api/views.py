@@ -1,0 +1,247 @@
+"""What the web runtime shows of the store: response models, and how stored objects become them.
+
+Shared by the HTML pages (``routes/overview.py``) and the JSON API (``routes/resources.py``,
+``routes/sync.py``), so a page and its JSON never disagree. Stored documents are parsed here,
+at the boundary, into the core's models; the routes pass those models along and never dig
+through a document's dicts. Nothing here writes, and nothing here decides what to apply.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Literal
+
+import pydantic
+import pydantic.alias_generators
+
+from nebula.resources import KINDS, Resource, conditions
+from nebula.resources.git_source import GitSource
+from nebula.store import StoredObject
+from nebula.sync import SyncRun
+
+__all__ = [
+    "ApiModel",
+    "ResourceSummary",
+    "SourceView",
+    "SyncRunView",
+    "git_sources",
+    "resource",
+    "source_view",
+    "summarise",
+]
+
+log = logging.getLogger(__name__)
+
+UNREADABLE_STATUS = "StatusUnreadable"
+"""The reason shown for an object whose stored status does not parse (set by hand, or older)."""
+
+
+class ApiModel(pydantic.BaseModel):
+    """Base of every response model: camelCase on the wire, like the resources themselves."""
+
+    model_config = pydantic.ConfigDict(
+        alias_generator=pydantic.alias_generators.to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+
+class _StatusHead(conditions.Status):
+    """The part of any kind's status every kind shares; the rest is the kind's own business."""
+
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+
+class ResourceSummary(ApiModel):
+    """One object as a list shows it: who it is, whether it is Ready, and if not, why."""
+
+    kind: str
+    """The kind, e.g. NebulaNode."""
+    namespace: str | None
+    """The namespace; null for cluster-scoped kinds."""
+    name: str
+    """The object's name."""
+    ready: conditions.ConditionStatus
+    """The Ready condition's status; Unknown until a controller has set it."""
+    reason: str | None
+    """The Ready condition's reason, e.g. ValidationFailed; null until set."""
+    message: str
+    """Why the object is or is not Ready (file:line for a manifest error); may be empty."""
+    stalled: bool
+    """Whether the controller gave up until the user changes something (Stalled=True)."""
+    reconciling: bool
+    """Whether the controller is working on the object right now (Reconciling=True)."""
+    generation: int | None
+    """The spec's generation; null where the store does not count generations."""
+    observed_generation: int | None
+    """The generation the controller last finished with."""
+    source: str | None
+    """The GitSource that applied the object (namespace.name); null when made by hand."""
+    updated: datetime.datetime | None
+    """When the object or its status last changed."""
+    conditions: list[conditions.Condition]
+    """Every condition, as the controller wrote it."""
+
+    @property
+    def needs_attention(self) -> bool:
+        """Whether a person should look: stalled, or explicitly not Ready."""
+        return self.stalled or self.ready == "False"
+
+    @property
+    def path(self) -> str:
+        """``namespace/name``, or the name alone for a cluster-scoped object."""
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+
+def summarise(stored: StoredObject) -> ResourceSummary:
+    """The summary of a stored object; a status that does not parse shows as Unknown, unread."""
+    found: list[conditions.Condition] = []
+    observed: int | None = None
+    unreadable: str | None = None
+    try:
+        head = _StatusHead.model_validate(stored.status or {})
+        found, observed = head.conditions, head.observed_generation
+    # Only a controller writes status; one that does not parse is shown, not fatal.
+    except pydantic.ValidationError as error:
+        unreadable = f"status does not parse: {error.errors()[0]['msg']}"
+    ready = conditions.find(found, conditions.READY)
+    stalled = conditions.find(found, conditions.STALLED)
+    reconciling = conditions.find(found, conditions.RECONCILING)
+    is_stalled = stalled is not None and stalled.status == "True"
+    # Stalled names what the user must change (file:line); Ready says how things stand.
+    message = stalled.message if stalled and is_stalled and stalled.message else None
+    return ResourceSummary(
+        kind=stored.key.kind,
+        namespace=stored.key.namespace,
+        name=stored.key.name,
+        ready=ready.status if ready else "Unknown",
+        reason=UNREADABLE_STATUS if unreadable else ready.reason if ready else None,
+        message=unreadable or message or (ready.message if ready else ""),
+        stalled=is_stalled,
+        reconciling=reconciling is not None and reconciling.status == "True",
+        generation=stored.generation,
+        observed_generation=observed,
+        source=stored.source,
+        updated=stored.updated,
+        conditions=found,
+    )
+
+
+def resource(stored: StoredObject) -> Resource:
+    """The stored object as its kind's model, generation and status included.
+
+    Raises :class:`pydantic.ValidationError` when the stored document does not fit its kind
+    (written by hand, or by an older version), and KeyError for a kind this version lacks.
+    """
+    document = dict(stored.document)
+    metadata = dict(document.get("metadata") or {})
+    if stored.generation is not None:
+        metadata["generation"] = stored.generation
+    document["metadata"] = metadata
+    return KINDS[stored.key.kind].model_validate({**document, "status": stored.status or None})
+
+
+def git_sources(stored: list[StoredObject]) -> list[tuple[StoredObject, GitSource]]:
+    """The GitSources among ``stored`` that parse, each with its stored object.
+
+    One that does not parse is left out with a warning: it cannot be fetched either, and its
+    row in the resource list still shows it.
+    """
+    found: list[tuple[StoredObject, GitSource]] = []
+    for item in stored:
+        try:
+            parsed = resource(item)
+        # A GitSource stored by hand with a spec this version refuses.
+        except pydantic.ValidationError as error:
+            log.warning("%s as stored does not parse, left out: %s", item.key, error)
+            continue
+        if isinstance(parsed, GitSource):
+            found.append((item, parsed))
+    return found
+
+
+class SourceView(ApiModel):
+    """A GitSource as the overview shows it: what it follows, and what it last applied."""
+
+    summary: ResourceSummary
+    url: str
+    follows: str  # "branch main", "tag v1.2.0", "commit 0a1b2c3"
+    path: str
+    suspended: bool
+    last_applied_revision: str | None
+    last_attempted_revision: str | None
+    last_sync_time: datetime.datetime | None
+    last_sync_result: Literal["Applied", "Failed", "Unchanged"] | None
+    resources: int | None
+
+
+def source_view(stored: StoredObject, source: GitSource) -> SourceView:
+    """The overview's card for one GitSource."""
+    ref = source.spec.ref
+    follows = (
+        f"branch {ref.branch}"
+        if ref.branch
+        else f"tag {ref.tag}"
+        if ref.tag
+        else f"commit {(ref.commit or '')[:7]}"
+    )
+    status = source.status
+    return SourceView(
+        summary=summarise(stored),
+        url=source.spec.url,
+        follows=follows,
+        path=source.spec.path,
+        suspended=source.spec.suspend,
+        last_applied_revision=status.last_applied_revision if status else None,
+        last_attempted_revision=status.last_attempted_revision if status else None,
+        last_sync_time=status.last_sync_time if status else None,
+        last_sync_result=status.last_sync_result if status else None,
+        resources=status.resources if status else None,
+    )
+
+
+class SyncRunView(ApiModel):
+    """One sync of a GitSource, from the history: which revision, what changed, how it ended."""
+
+    model_config = pydantic.ConfigDict(from_attributes=True)
+
+    id: int
+    """The run's number, growing with time."""
+    source: str
+    """The GitSource synced, as namespace.name."""
+    revision: str | None
+    """The commit synced; null when the fetch failed before one was known."""
+    author: str | None
+    """Who made the commit."""
+    message: str | None
+    """The commit message."""
+    started_at: datetime.datetime
+    """When the sync began."""
+    finished_at: datetime.datetime | None
+    """When it ended; null while it runs."""
+    created: int
+    """Objects created."""
+    updated: int
+    """Objects updated."""
+    pruned: int
+    """Objects deleted because Git no longer declares them."""
+    unchanged: int
+    """Objects already as Git declares them."""
+    result: str
+    """How it ended: applied or failed."""
+    error: str | None
+    """Why it failed: every manifest error with its file and line, or the fetch error."""
+
+    @classmethod
+    def of(cls, run: SyncRun) -> SyncRunView:
+        """The view of one history row."""
+        return cls.model_validate(run)
+
+    @property
+    def subject(self) -> str:
+        """The first line of the commit message."""
+        return (self.message or "").strip().split("\n", 1)[0]

@@ -1,0 +1,236 @@
+"""GET /: the status page shows sources, syncs and every object, and what is wrong stands out."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import html
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+import api
+from nebula.resources import KINDS, ResourceKey
+from nebula.store import Desired, Plan, PostgresStore, StoredObject, content_hash
+from nebula.store.base import AppliedState
+from nebula.sync import History
+
+BAD_FILE = "models/qwen.yaml:7:5: spec.placement.nodes[0]: no NebulaNode named 'gpu-box'"
+STALLED_MESSAGE = f"revision 4f2a9c1 is invalid, nothing applied: {BAD_FILE}"
+APPLIED = "9b1e2d3c4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c"
+
+
+def section(page: str, start: str, end: str) -> str:
+    """The text of the page between two element ids, unescaped."""
+    return html.unescape(page[page.index(f'id="{start}"') : page.index(f'id="{end}"')])
+
+
+async def test_the_page_lists_every_object_by_kind_with_its_conditions(
+    client: httpx.AsyncClient, homelab: Any
+) -> None:
+    homelab.put(homelab.node("home-ubuntu"), homelab.status("True", "Healthy", "RTX 3060, 12Gi"))
+    homelab.put(homelab.node("linode-vps"), homelab.status("False", "Unreachable", "no heartbeat"))
+    homelab.put(homelab.model("llama3-1-8b"))
+
+    response = await client.get("/")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    resources = section(response.text, "resources", "NebulaService")
+    assert "home-ubuntu" in resources
+    assert "RTX 3060, 12Gi" in resources
+    assert "Unreachable" in resources
+    assert "no heartbeat" in resources
+    models = section(response.text, "NebulaModel", "ComfyWorkflow")
+    assert "ai/llama3-1-8b" in models
+    assert "Unknown" in models  # no controller has looked at it yet
+    for kind in KINDS:
+        assert f'id="{kind}"' in response.text
+
+
+async def test_a_stalled_git_source_stands_out_with_the_file_and_line_to_fix(
+    client: httpx.AsyncClient, homelab: Any
+) -> None:
+    healthy = homelab.status("True", "Applied", "revision 9b1e2d3 applied: 2 created")
+    stalled = homelab.status(
+        "False",
+        "ValidationFailed",
+        STALLED_MESSAGE,
+        stalled=True,
+        lastAppliedRevision=APPLIED,
+        lastAttemptedRevision="4f2a9c1e" * 5,
+        lastSyncResult="Failed",
+    )
+    homelab.put(homelab.git_source("homelab", "https://github.com/nebula-lab/homelab"), stalled)
+    homelab.put(homelab.git_source("lab", "https://git.home.arpa/me/lab"), healthy)
+
+    response = await client.get("/")
+
+    sources = section(response.text, "sources", "runs")
+    stalled_card = sources[: sources.index("flux/lab")]
+    assert "flux/homelab" in stalled_card
+    assert "Stalled" in stalled_card
+    assert BAD_FILE in stalled_card
+    assert "9b1e2d3" in stalled_card  # the last applied revision, kept although the latest failed
+    assert "4f2a9c1" in stalled_card  # the revision that failed
+    assert "https://github.com/nebula-lab/homelab" in stalled_card
+    assert "branch main" in stalled_card
+    assert "Stalled" not in sources[sources.index("flux/lab") :]
+    assert re.search(r'class="card source trouble".*?flux/homelab', response.text, re.S)
+    assert "(1) " in response.text.split("</title>")[0]  # the tab's title counts the trouble
+
+
+async def test_the_page_shows_the_latest_sync_runs_with_revision_author_and_counts(
+    client: httpx.AsyncClient, runs: History
+) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    runs.record(
+        "flux.homelab",
+        started=now - datetime.timedelta(minutes=30),
+        result="applied",
+        revision=APPLIED,
+        author="Ada <ada@example.com>",
+        message="Pull qwen2.5:14b onto the GPU host\n\nIt fits in 12 GB.",
+        counts={"created": 2, "updated": 1, "pruned": 3, "unchanged": 40},
+    )
+    runs.record(
+        "flux.homelab",
+        started=now - datetime.timedelta(minutes=2),
+        result="failed",
+        revision="4f2a9c1e" * 5,
+        error=BAD_FILE,
+    )
+
+    response = await client.get("/")
+
+    recent = section(response.text, "runs", "resources")
+    assert "9b1e2d3" in recent
+    assert "Ada <ada@example.com>" in recent
+    assert "Pull qwen2.5:14b onto the GPU host" in recent
+    assert "It fits in 12 GB." not in recent  # the subject line only
+    assert "+2" in recent and "~1" in recent and "\N{MINUS SIGN}3" in recent and "=40" in recent
+    assert "failed" in recent
+    assert BAD_FILE in recent
+    # Newest first.
+    assert recent.index("4f2a9c1") < recent.index("9b1e2d3")
+
+
+async def test_objects_in_trouble_are_listed_first_with_their_message(
+    client: httpx.AsyncClient, homelab: Any
+) -> None:
+    homelab.put(homelab.model("qwen"), homelab.status("False", "Invalid", BAD_FILE, stalled=True))
+    homelab.put(homelab.model("llama"), homelab.status("True", "Present", "on home-ubuntu"))
+    homelab.put(homelab.node("home-ubuntu"), homelab.status("False", "Unreachable", "no heartbeat"))
+
+    response = await client.get("/")
+
+    attention = section(response.text, "attention", "runs")
+    assert "home-ubuntu" in attention
+    assert "no heartbeat" in attention
+    assert "ai/qwen" in attention
+    assert BAD_FILE in attention
+    assert "ai/llama" not in attention
+    assert attention.index("home-ubuntu") < attention.index("ai/qwen")  # nodes come first
+
+
+async def test_a_long_list_of_trouble_is_cut_short_and_says_how_many_more(
+    client: httpx.AsyncClient, homelab: Any
+) -> None:
+    for n in range(12):
+        homelab.put(homelab.model(f"m{n:02}"), homelab.status("False", "PullFailed", "disk full"))
+
+    response = await client.get("/")
+
+    attention = section(response.text, "attention", "runs")
+    assert attention.count("disk full") == 10
+    assert "and 2 more" in attention
+    assert response.text.count('<tr id="NebulaModel-ai-m') == 12
+
+
+async def test_an_empty_store_renders_a_page_that_says_so(client: httpx.AsyncClient) -> None:
+    response = await client.get("/")
+
+    assert response.status_code == 200
+    assert "No GitSource yet" in response.text
+    assert "No sync has run yet" in response.text
+    assert 'id="attention"' not in response.text
+
+
+async def test_text_from_git_is_escaped_never_rendered_as_html(
+    client: httpx.AsyncClient, homelab: Any
+) -> None:
+    homelab.put(homelab.node("home-ubuntu"), homelab.status("False", "Bad", "<script>x()</script>"))
+
+    response = await client.get("/")
+
+    assert "<script>" not in response.text
+    assert "&lt;script&gt;x()&lt;/script&gt;" in response.text
+
+
+async def test_the_stylesheet_is_served(client: httpx.AsyncClient) -> None:
+    page = await client.get("/")
+    href = re.search(r'<link rel="stylesheet" href="([^"]+)"', page.text)
+    assert href is not None
+
+    response = await client.get(href[1])
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/css")
+    assert "@media (max-width" in response.text  # the phone layout
+
+
+@dataclasses.dataclass
+class CountingStore:
+    """The real store, counting the reads the page makes (a seam: the ResourceStore protocol)."""
+
+    store: PostgresStore
+    lists: list[str] = dataclasses.field(default_factory=list)
+    gets: int = 0
+
+    def inventory(self, source: str) -> Mapping[ResourceKey, AppliedState]:
+        return self.store.inventory(source)
+
+    def commit(self, source: str, plan: Plan) -> None:
+        self.store.commit(source, plan)
+
+    def get(self, key: ResourceKey) -> StoredObject | None:
+        self.gets += 1
+        return self.store.get(key)
+
+    def list(self, kind: str) -> list[StoredObject]:
+        self.lists.append(kind)
+        return self.store.list(kind)
+
+    def write_status(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
+        self.store.write_status(key, status)
+
+
+async def test_a_thousand_objects_cost_one_query_per_kind(
+    store: PostgresStore, runs: History, trigger: Any, secrets: Any, homelab: Any
+) -> None:
+    models = [homelab.model(f"model-{n:04}") for n in range(1000)]
+    plan = Plan(
+        create=[
+            Desired(ResourceKey("NebulaModel", "ai", m["metadata"]["name"]), m, content_hash(m))
+            for m in models
+        ]
+    )
+    store.commit("flux.homelab", plan)
+    for n in range(0, 1000, 100):
+        key = ResourceKey("NebulaModel", "ai", f"model-{n:04}")
+        store.write_status(key, homelab.status("False", "PullFailed", "disk full", stalled=True))
+    counting = CountingStore(store)
+    app = api.create_app(store=counting, runs=runs, trigger=trigger, secrets=secrets)
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://nebula.test"
+    ) as client:
+        response = await client.get("/")
+
+    assert response.status_code == 200
+    assert sorted(counting.lists) == sorted(KINDS)
+    assert counting.gets == 0
+    assert response.text.count('<tr id="NebulaModel-ai-model-') == 1000
+    assert "10</strong><span>stalled" in response.text
