@@ -10,6 +10,7 @@ history; the runtime writes the returned status and emits the returned event.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 from typing import Literal
@@ -92,6 +93,7 @@ def credentials(source: GitSource, secrets: Secrets) -> fetching.Credentials | N
         password=key("password") or key("token"),
         identity=key("identity"),
         identity_public=key("identity.pub"),
+        known_hosts=key("known_hosts"),
     )
     if not (found.password or found.identity):
         raise errors.SourceRejected(
@@ -131,45 +133,45 @@ def reconcile(
         return Outcome(status, interval)
 
     # The lock keeps two syncs of this source apart, across threads, processes and replicas.
+    # The database holding it may be down: then nothing is synced or recorded; retry soon.
     name = base.source_id(source.key)
-    with runs.lock(name) as started:
-        try:
-            found = credentials(source, secrets)
-            result = syncing.sync(
-                source, mirror=mirror, credentials=found, cache=cache, store=store
+    try:
+        with runs.lock(name) as started:
+            try:
+                found = credentials(source, secrets)
+                result = syncing.sync(
+                    source, mirror=mirror, credentials=found, cache=cache, store=store
+                )
+            # The remote refused (credentials, missing branch) or another source owns an
+            # object: only the user can fix it; look again at the interval.
+            except errors.PermanentError as error:
+                runs.record(name, started=started, result="failed", error=str(error))
+                reason = FETCH_FAILED if isinstance(error, errors.SourceRejected) else APPLY_FAILED
+                return _failed(source, status, now, reason, str(error), attempt, transient=False)
+            revision = result.revision
+            # Nothing to do on a revision already applied: no history row, no status change,
+            # no event; polling an unchanged repository writes nothing at all.
+            ready = conditions.find(status.conditions, conditions.READY)
+            settled = ready is not None and ready.status == "True"
+            known = status.last_applied_revision == revision.commit
+            if result.result == "unchanged" and settled and known:
+                return Outcome(status, interval)
+            runs.record(
+                name,
+                started=started,
+                result="failed" if result.result == "failed" else "applied",
+                revision=revision.commit,
+                author=revision.author,
+                message=revision.message,
+                counts=result.counts,
+                error="\n".join(map(str, result.errors)) or None,
             )
-        # The remote did not answer, or the database or API server dropped: try again soon.
-        except (errors.TransientError, OSError) as error:
-            runs.record(name, started=started, result="failed", error=str(error))
-            reason = FETCH_FAILED if isinstance(error, errors.SourceUnavailable) else APPLY_FAILED
-            return _failed(source, status, now, reason, str(error), attempt, transient=True)
-        # The remote refused (credentials, missing branch) or another source owns an object:
-        # only the user can fix it; look again at the interval.
-        except errors.PermanentError as error:
-            runs.record(name, started=started, result="failed", error=str(error))
-            reason = FETCH_FAILED if isinstance(error, errors.SourceRejected) else APPLY_FAILED
-            return _failed(source, status, now, reason, str(error), attempt, transient=False)
-        revision = result.revision
-        # Nothing to do on a revision already applied: no history row, no status change, no
-        # event; polling an unchanged repository writes nothing at all.
-        ready = conditions.find(status.conditions, conditions.READY)
-        settled = ready is not None and ready.status == "True"
-        if (
-            result.result == "unchanged"
-            and settled
-            and status.last_applied_revision == revision.commit
-        ):
-            return Outcome(status, interval)
-        runs.record(
-            name,
-            started=started,
-            result="applied" if result.result != "failed" else "failed",
-            revision=revision.commit,
-            author=revision.author,
-            message=revision.message,
-            counts=result.counts,
-            error="\n".join(map(str, result.errors)) or None,
-        )
+    # The remote did not answer, or the database or the API server dropped: try again soon.
+    except (errors.TransientError, OSError) as error:
+        reason = FETCH_FAILED if isinstance(error, errors.SourceUnavailable) else APPLY_FAILED
+        with contextlib.suppress(errors.TransientError):
+            runs.record(name, started=now, result="failed", error=str(error))
+        return _failed(source, status, now, reason, str(error), attempt, transient=True)
 
     # Invalid manifests: nothing was applied, the last applied revision stays, and the
     # message names the files and lines to fix.

@@ -7,6 +7,10 @@ cd "$(dirname "$0")/../.."
 
 packages=()
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+# The git fetching tests serve repositories with git http-backend, sshd and an openssl cert.
+[ -x /usr/lib/git-core/git-http-backend ] || packages+=(git)
+[ -x /usr/sbin/sshd ] || packages+=(openssh-server)
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -105,8 +105,16 @@ class StoredObject:
 class ResourceStore(Protocol):
     """The narrow interface the sync and the reconcilers need from a store."""
 
-    def inventory(self, source: str) -> Mapping[ResourceKey, AppliedState]:
-        """Every object ``source`` applied that still exists, with what was applied."""
+    def inventory(
+        self, source: str, desired: Mapping[ResourceKey, Desired] | None = None
+    ) -> Mapping[ResourceKey, AppliedState]:
+        """Every object ``source`` applied that still exists, with what was applied.
+
+        ``desired``: what the sync is about to apply. A store whose server fills in defaults
+        (Kubernetes) judges drift against it: an object whose applied hash equals its desired
+        one is drifted when a field the desired document sets no longer has that value; with
+        no ``desired`` it reports none. PostgreSQL compares what it wrote and ignores it.
+        """
         ...
 
     def commit(self, source: str, plan: Plan) -> None:

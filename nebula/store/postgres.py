@@ -96,8 +96,13 @@ class PostgresStore:
     def _connection(self) -> Any:
         return self._pool.connection()
 
-    def inventory(self, source: str) -> dict[ResourceKey, base.AppliedState]:
-        """Every object ``source`` applied, with its applied hash and whether it drifted."""
+    def inventory(
+        self, source: str, desired: Mapping[ResourceKey, base.Desired] | None = None
+    ) -> dict[ResourceKey, base.AppliedState]:
+        """Every object ``source`` applied, with its applied hash and whether it drifted.
+
+        ``desired`` is not needed: the database compares what it wrote with what it holds.
+        """
         with self._connection() as conn:
             rows = conn.execute(_INVENTORY, (source,)).fetchall()
         return {

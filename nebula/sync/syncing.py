@@ -16,7 +16,7 @@ from typing import Literal
 
 from nebula import errors, manifests
 from nebula.manifests import loading
-from nebula.resources import ResourceKey
+from nebula.resources import ResourceKey, fields
 from nebula.resources.git_source import GitSource
 from nebula.sources import fetching
 from nebula.store import base
@@ -127,7 +127,8 @@ def sync(
     # Fetch first: without the revision there is nothing to compare, and the last applied
     # state stays exactly as it is.
     say(f"fetching {spec.url}")
-    revision = mirror.fetch(spec.url, spec.ref, credentials)
+    timeout = fields.parse_duration(spec.timeout).total_seconds()
+    revision = mirror.fetch(spec.url, spec.ref, credentials, timeout=timeout)
 
     # Load: only blobs not seen before are parsed; the set is validated whole.
     say(f"loading {revision.short}")
@@ -137,8 +138,9 @@ def sync(
         return SyncResult(revision, "failed", base.Plan(), tuple(desired_set.errors))
 
     # Plan against what this source applied before; drift counts as a change.
-    applied = store.inventory(source_name)
-    changes = planning.plan((wanted[k] for k in desired_set.resources), applied, prune=spec.prune)
+    wanted_now = {k: wanted[k] for k in desired_set.resources}
+    applied = store.inventory(source_name, desired=wanted_now)
+    changes = planning.plan(wanted_now.values(), applied, prune=spec.prune)
     count = len(desired_set.resources)
     if dry_run:
         return SyncResult(revision, "planned", changes, resources=count)

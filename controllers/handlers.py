@@ -1,0 +1,204 @@
+"""The kopf operator: everything it reacts to, on one screen; the only module that imports kopf.
+
+Run by ``nebula operator`` (:data:`OPERATOR`, a ``nebula.commands`` entry point) on k3s, and
+in-process by the tests against kmock's emulator. Every GitSource gets a daemon (on creation, on
+operator start, after a change) that syncs it in a worker thread
+(:class:`controllers.operator.GitSourceSyncer`), then sleeps until the retry delay passes or the
+object changes: its spec, or the ``nebula.dev/requested-at`` annotation a webhook sets.
+
+The status is written through the store, never returned to kopf: the API server prunes
+``status.<handler>``, which the CRD does not declare. What the handlers share travels in kopf's
+memo (:class:`Memo`); this module keeps no state of its own and holds no business rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import dataclasses
+import pathlib
+from typing import Any
+
+import kopf
+
+from controllers import operator
+from nebula import db, errors, settings
+from nebula.resources import GROUP, VERSION, GitSource, ResourceKey
+from nebula.store import kubernetes as kubernetes_store
+
+__all__ = [
+    "OPERATOR",
+    "PREFIX",
+    "Memo",
+    "OperatorCommand",
+    "changed_since_sync",
+    "configure",
+    "login",
+    "registry",
+    "sync_git_source",
+    "wake_git_source",
+]
+
+PREFIX = "operator.nebula.dev"
+"""Where kopf keeps its own annotations and its finalizer.
+
+Not ``nebula.dev``: kopf takes every annotation under its prefix for its own bookkeeping and
+leaves it out of change detection, and ``nebula.dev/requested-at`` is a change to react to.
+"""
+
+_GIT_SOURCES = GitSource.info.plural
+
+
+@dataclasses.dataclass
+class Memo:
+    """kopf's memo. kopf copies it for each object, so ``wake`` and ``synced`` are per GitSource."""
+
+    runtime: operator.Runtime
+    wake: asyncio.Event | None = None  # set to make the object's daemon sync now
+    synced: operator.Marker | None = None  # what the daemon's current or last sync covers
+
+
+def registry() -> kopf.OperatorRegistry:
+    """A new registry with every handler of the operator (a fresh one per run, and per test)."""
+    found = kopf.OperatorRegistry()
+    kopf.on.startup(registry=found)(configure)
+    kopf.on.login(registry=found)(login)
+    kopf.daemon(GROUP, VERSION, _GIT_SOURCES, registry=found, cancellation_timeout=10.0)(
+        sync_git_source
+    )
+    kopf.on.event(GROUP, VERSION, _GIT_SOURCES, registry=found, when=changed_since_sync)(
+        wake_git_source
+    )
+    return found
+
+
+def configure(settings: kopf.OperatorSettings, memo: Memo, **_: Any) -> None:
+    """kopf's bookkeeping in annotations under :data:`PREFIX`, peering when asked, no events."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    # Every event goes through one helper (post_event), named, with the object's revision.
+    settings.posting.enabled = False
+    peering = memo.runtime.peering
+    settings.peering.standalone = peering is None
+    if peering is not None:
+        settings.peering.name = peering
+        settings.peering.mandatory = True
+
+
+def login(memo: Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The API server the runtime names (the tests' emulator), else in-cluster or kubeconfig."""
+    if memo.runtime.server:
+        return kopf.ConnectionInfo(server=memo.runtime.server)
+    return kopf.login_via_client(**kwargs)
+
+
+async def sync_git_source(
+    body: kopf.Body, memo: Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    """Syncs one GitSource for as long as it exists (created, resumed, changed: all the same)."""
+    key = ResourceKey("GitSource", body.metadata.namespace, str(body.metadata.name))
+    syncer = operator.GitSourceSyncer(memo.runtime, key, logger=logger)
+    wake = memo.wake = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    while not stopped:
+        wake.clear()
+        # A copy: kopf updates the live body in place while the thread reads it.
+        raw = copy.deepcopy(dict(body))
+        memo.synced = operator.change_marker(raw)
+        delay = await loop.run_in_executor(memo.runtime.executor, syncer.sync, raw)
+        await _sleep(delay, wake=wake, stopped=stopped)
+
+
+def changed_since_sync(body: kopf.Body, memo: Memo, **_: Any) -> bool:
+    """Whether the spec or the sync request differ from what the daemon's last sync saw (its
+    own status writes change neither)."""
+    return memo.wake is not None and operator.change_marker(body) != memo.synced
+
+
+async def wake_git_source(memo: Memo, **_: Any) -> None:
+    """Wakes the GitSource's daemon: it syncs at once instead of at the end of its delay."""
+    if memo.wake is not None:
+        memo.wake.set()
+
+
+async def _sleep(delay: float | None, *, wake: asyncio.Event, stopped: kopf.DaemonStopped) -> None:
+    """Returns when the delay passes (None: never), the object changes, or kopf stops the
+    daemon (which then exits by itself instead of being cancelled)."""
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+class OperatorCommand:
+    """``nebula operator``: runs the operator until SIGINT or SIGTERM."""
+
+    name = "operator"
+    help = "run the Kubernetes operator: sync GitSources into nebula.dev resources (k3s)"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        """Declares the command's options."""
+        parser.add_argument("--database-url", help="default: $NEBULA_DATABASE_URL or $DATABASE_URL")
+        parser.add_argument(
+            "--state-dir", type=pathlib.Path, help="where git mirrors are kept (default: .nebula)"
+        )
+        parser.add_argument(
+            "--peering", metavar="NAME", help="KopfPeering shared by replicas (default: none)"
+        )
+        scope = parser.add_mutually_exclusive_group()
+        scope.add_argument(
+            "--namespace",
+            "-n",
+            dest="namespaces",
+            action="append",
+            metavar="NAMESPACE",
+            help="watch GitSources in this namespace only (repeatable)",
+        )
+        scope.add_argument(
+            "--all-namespaces",
+            "-A",
+            action="store_true",
+            help="watch GitSources in every namespace (the default)",
+        )
+        parser.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Runs the operator; returns 0 once it was stopped by a signal."""
+        config = settings.Settings()
+        database_url = args.database_url or config.database_url
+        if not database_url:
+            raise errors.ConfigurationError(
+                "no database: pass --database-url or set DATABASE_URL (a postgresql:// URL)"
+            )
+        namespaces: list[str] = args.namespaces or []
+        # The sync history lives in PostgreSQL: its tables must exist before the first sync.
+        db.migrate(str(database_url))
+        with contextlib.closing(kubernetes_store.connect()) as api:
+            runtime = operator.Runtime(
+                api=api,
+                database_url=str(database_url),
+                state_dir=args.state_dir or config.state_dir,
+                peering=args.peering,
+            )
+            try:
+                kopf.configure(verbose=args.verbose)
+                kopf.run(
+                    registry=registry(),
+                    memo=Memo(runtime),
+                    clusterwide=not namespaces,
+                    namespaces=namespaces,
+                )
+            finally:
+                runtime.close()
+        return 0
+
+
+OPERATOR = OperatorCommand()
+"""The ``operator`` subcommand, registered under the ``nebula.commands`` entry points."""
