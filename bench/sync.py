@@ -143,7 +143,7 @@ def webhook_latency(bench: Bench, runs: int) -> list[float]:
         async with httpx.AsyncClient(transport=transport, base_url="http://nebula") as client:
             for index in range(runs):
                 # The first "size:" of the first file is model-0's (nodes and services have none).
-                target = ResourceKey("NebulaModel", "default", "model-0")
+                target = ResourceKey("NebulaModel", "homelab", "model-0")
                 size = f"{5 + index}Gi"
                 models = bench.work / "manifests" / "part-0000.yaml"
                 models.write_text(

@@ -29,10 +29,20 @@ def check(
     ``declared`` names resources that exist but are not in ``resources`` (they failed their own
     checks); references to them are not dangling.
     """
+    scopes: dict[str | None, _Scope] = {}
     for key, resource in resources.items():
-        scope = _Scope(resources, declared, resource.metadata.namespace)
+        # Only these kinds refer to others; nodes, bot configs and sources refer to nothing.
+        if not isinstance(resource, _REFERRING):
+            continue
+        namespace = key.namespace
+        scope = scopes.get(namespace) or scopes.setdefault(
+            namespace, _Scope(resources, declared, namespace)
+        )
         for issue in scope.references_of(resource):
             yield key, issue
+
+
+_REFERRING = (NebulaService, NebulaModel, ComfyWorkflow, Pipeline)
 
 
 @dataclasses.dataclass(frozen=True)

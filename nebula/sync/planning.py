@@ -53,14 +53,16 @@ def plan(
     create, update = [], []
     unchanged = 0
     seen: set[ResourceKey] = set()
+    lookup = applied.get
     for item in wanted:
-        seen.add(item.key)
-        state = applied.get(item.key)
+        key = item.key
+        seen.add(key)
+        state = lookup(key)
         if state is None:
             create.append(item)
         elif state.drifted or state.hash != item.hash:
             update.append(item)
         else:
             unchanged += 1
-    gone = [key for key in applied if key not in seen] if prune else []
+    gone = list(applied.keys() - seen) if prune else []
     return base.Plan(create=create, update=update, prune=sorted(gone), unchanged=unchanged)

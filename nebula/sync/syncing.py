@@ -11,7 +11,7 @@ cache the caller hands in, and never writes status: the reconciler does.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from nebula import errors, manifests
@@ -38,8 +38,27 @@ class FileCache:
         # The last assembled set, reused while the files are the same (the same revision,
         # or a commit that touched no manifest): checking references is not free either.
         self._assembled: tuple[tuple[tuple[str, str], ...], loading.ManifestSet] | None = None
+        # The last plan, with the desired set and inventory it was made from: when neither
+        # changed (the same objects, the store untouched), neither did the plan.
+        self._planned: tuple[object, object, bool, base.Plan] | None = None
         self.hits = 0
         self.misses = 0
+
+    def plan(
+        self,
+        desired_set: loading.ManifestSet,
+        wanted: dict[ResourceKey, base.Desired],
+        applied: Mapping[ResourceKey, base.AppliedState],
+        *,
+        prune: bool,
+    ) -> base.Plan:
+        """The plan for a desired set against an inventory; reused while both are the same."""
+        memo = self._planned
+        if memo is not None and memo[0] is desired_set and memo[1] is applied and memo[2] == prune:
+            return memo[3]
+        changes = planning.plan(wanted.values(), applied, prune=prune)
+        self._planned = (desired_set, applied, prune, changes)
+        return changes
 
     def load(
         self, mirror: fetching.Mirror, files: list[fetching.File], namespace: str
@@ -140,7 +159,7 @@ def sync(
     # Plan against what this source applied before; drift counts as a change.
     wanted_now = {k: wanted[k] for k in desired_set.resources}
     applied = store.inventory(source_name, desired=wanted_now)
-    changes = planning.plan(wanted_now.values(), applied, prune=spec.prune)
+    changes = cache.plan(desired_set, wanted_now, applied, prune=spec.prune)
     count = len(desired_set.resources)
     if dry_run:
         return SyncResult(revision, "planned", changes, resources=count)

@@ -12,6 +12,7 @@ import itertools
 import pathlib
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from controllers import git_source
@@ -271,3 +272,24 @@ def test_an_unreachable_remote_keeps_the_last_state_and_backs_off(harness: Harne
     assert harness.status is not None
     assert conditions.find(harness.status.conditions, conditions.STALLED) is None
     assert conditions.find(harness.status.conditions, conditions.RECONCILING) is not None
+
+
+def test_an_object_changed_behind_the_syncs_back_is_put_back(harness: Harness) -> None:
+    harness.reconcile()
+    harness.reconcile()  # the store's inventory is now memoised: the edit below must show
+    harness.writes()
+    key = ResourceKey("NebulaModel", "default", "llama3-1-8b")
+    with psycopg.connect(harness.conninfo, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE resources SET document = jsonb_set(document, '{spec,size}', '\"1G\"')"
+            " WHERE kind = %s AND namespace = %s AND name = %s",
+            (key.kind, key.namespace, key.name),
+        )
+    assert [w.key for w in harness.writes()] == [key]
+
+    harness.reconcile()
+
+    assert [(w.key, w.op) for w in harness.writes()] == [(key, "update")]
+    stored = harness.store.get(key)
+    assert stored is not None and stored.document["spec"]["size"] == "4.9G"
+    assert harness.store.inventory("default.homelab")[key].drifted is False

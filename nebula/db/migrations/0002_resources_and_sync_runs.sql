@@ -8,7 +8,8 @@ CREATE TABLE resources (
     generation bigint NOT NULL DEFAULT 1,  -- grows when the spec changes, as in Kubernetes
     source text,                         -- the GitSource that applied it ('<ns>.<name>'), or null
     applied_hash text,                   -- the sync's hash of what it applied
-    applied_md5 text,                    -- md5 of document as written by the sync: drift check
+    applied_at timestamptz,              -- when the sync last wrote it
+    drifted boolean NOT NULL DEFAULT false,  -- changed since the sync wrote it (set below)
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (kind, namespace, name)
@@ -16,6 +17,24 @@ CREATE TABLE resources (
 
 -- The inventory of a source: what it applied, read on every sync.
 CREATE INDEX resources_source_idx ON resources (source);
+
+-- Drift: a change of the document by anyone but the sync (which stamps applied_at with its
+-- transaction's time whenever it writes) marks the object drifted, so the next sync puts it
+-- back; the check costs nothing at sync time.
+CREATE FUNCTION nebula_mark_drift() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.document IS DISTINCT FROM OLD.document
+       AND NEW.applied_at IS NOT DISTINCT FROM OLD.applied_at
+       AND NEW.source IS NOT NULL THEN
+        NEW.drifted := true;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER resources_mark_drift
+    BEFORE UPDATE ON resources
+    FOR EACH ROW EXECUTE FUNCTION nebula_mark_drift();
 
 -- Reconcilers and the UI LISTEN instead of polling. "spec" says whether the object itself
 -- changed (insert, delete, new document) or only its status, so a reconciler is not woken by
