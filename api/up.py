@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 from collections.abc import Iterator
 
 import rich.console
@@ -20,7 +19,7 @@ import rich.panel
 import uvicorn
 
 from api import app as web
-from controllers import commands, embedded, local
+from controllers import commands, local
 from nebula import settings
 
 __all__ = ["UP", "UpCommand"]
@@ -74,16 +73,8 @@ class UpCommand:
 
 
 async def _serve(state: local.LocalState, *, host: str, port: int, repo: str | None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    controller = embedded.GitSourceController(
-        store=state.store, runs=state.runs, secrets=state.secrets, state_dir=state.state_dir
-    )
-    runtime = embedded.EmbeddedRuntime(
-        conninfo=state.conninfo, store=state.store, controllers=[controller]
-    )
+    stop = local.stop_on_signals()
+    runtime = local.runtime(state)
     app = web.create_app(store=state.store, runs=state.runs, trigger=runtime, secrets=state.secrets)
     server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
     reconciling = asyncio.create_task(runtime.run(stop), name="nebula-runtime")

@@ -14,7 +14,6 @@ import contextlib
 import difflib
 import io
 import pathlib
-import signal
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -133,16 +132,8 @@ def _report(key: ResourceKey, step: embedded.Step) -> bool:
 
 def _keep_syncing(state: local.LocalState) -> int:
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        controller = embedded.GitSourceController(
-            store=state.store, runs=state.runs, secrets=state.secrets, state_dir=state.state_dir
-        )
-        runtime = embedded.EmbeddedRuntime(
-            conninfo=state.conninfo, store=state.store, controllers=[controller]
-        )
+        stop = local.stop_on_signals()
+        runtime = local.runtime(state)
         _err.print("syncing; Ctrl-C stops", markup=False)
         await runtime.run(stop)
 

@@ -8,12 +8,15 @@ Used by ``nebula up``, ``nebula sync`` and ``nebula plan`` (and the tests of eac
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import pathlib
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from controllers import embedded
 from nebula import db, errors, settings
 from nebula.resources import API_VERSION, ResourceKey
 from nebula.secrets import EnvironmentSecrets
@@ -21,7 +24,14 @@ from nebula.sources import local
 from nebula.store import PostgresStore
 from nebula.sync import History
 
-__all__ = ["BOOTSTRAP", "LocalState", "bootstrap_source", "local_state"]
+__all__ = [
+    "BOOTSTRAP",
+    "LocalState",
+    "bootstrap_source",
+    "local_state",
+    "runtime",
+    "stop_on_signals",
+]
 
 BOOTSTRAP = ResourceKey("GitSource", "default", "local")
 """The GitSource ``nebula up`` creates for the repository it syncs from."""
@@ -93,3 +103,28 @@ def bootstrap_source(
     state.store.put(document)
     say(f"{BOOTSTRAP} follows {repo} ({branch}, {path})")
     return BOOTSTRAP
+
+
+def runtime(state: LocalState) -> embedded.EmbeddedRuntime:
+    """The embedded runtime with every kind's controller, over this machine's state.
+
+    The one list of what ``nebula up`` and ``nebula sync`` reconcile: a new kind's controller
+    is added here.
+    """
+    controllers: list[embedded.Controller] = [
+        embedded.GitSourceController(
+            store=state.store, runs=state.runs, secrets=state.secrets, state_dir=state.state_dir
+        ),
+    ]
+    return embedded.EmbeddedRuntime(
+        conninfo=state.conninfo, store=state.store, controllers=controllers
+    )
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by Ctrl-C or SIGTERM (call from inside the running loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
