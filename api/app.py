@@ -16,8 +16,9 @@ import fastapi.responses
 import fastapi.staticfiles
 
 from api import deps, templating
-from api.routes import health, hooks, overview, resources, sync
+from api.routes import agents, health, hooks, overview, resources, sync
 from nebula import errors
+from nebula.heartbeats import HeartbeatStore
 from nebula.secrets import Secrets
 from nebula.store import ResourceStore
 from nebula.sync import History, SyncTrigger
@@ -50,6 +51,8 @@ def create_app(
     runs: History,
     trigger: SyncTrigger,
     secrets: Secrets,
+    heartbeats: HeartbeatStore | None = None,
+    agent_token: str | None = None,
     # Presentation.
     title: str = "Nebula Command",
 ) -> fastapi.FastAPI:
@@ -68,12 +71,15 @@ def create_app(
         trigger=trigger,
         secrets=secrets,
         templates=templating.templates(),
+        heartbeats=heartbeats,
+        agent_token=agent_token,
     )
     app.add_exception_handler(errors.TransientError, _transient)
     app.include_router(overview.router, tags=["pages"])
     app.include_router(resources.router, prefix=f"{API_PREFIX}/resources", tags=["resources"])
     app.include_router(sync.router, prefix=f"{API_PREFIX}/sync-runs", tags=["sync"])
     app.include_router(hooks.router, prefix="/hooks", tags=["webhooks"])
+    app.include_router(agents.router, prefix=f"{API_PREFIX}/agents", tags=["agents"])
     app.include_router(health.router, tags=["health"])
     # The overview of a large homelab is hundreds of KiB of repetitive HTML; gzip makes it tens.
     app.add_middleware(fastapi.middleware.gzip.GZipMiddleware, minimum_size=1024, compresslevel=6)

@@ -14,6 +14,7 @@ from typing import Annotated
 import fastapi
 import starlette.templating
 
+import nebula.heartbeats
 import nebula.secrets
 import nebula.store
 import nebula.sync
@@ -43,6 +44,10 @@ class Services:
     trigger: nebula.sync.SyncTrigger
     secrets: nebula.secrets.Secrets
     templates: starlette.templating.Jinja2Templates
+    # Where node agents' heartbeats go; None where this app takes none.
+    heartbeats: nebula.heartbeats.HeartbeatStore | None = None
+    # The bearer token remote agents present; None: no remote agent may report.
+    agent_token: str | None = None
 
 
 def get_services(request: fastapi.Request) -> Services:

@@ -20,9 +20,13 @@ import uvicorn
 
 from api import app as web
 from controllers import commands, local
-from nebula import settings
+from nebula import heartbeats, settings
+from nodes import agent as nodes_agent
 
-__all__ = ["UP", "UpCommand"]
+__all__ = ["AGENT_INTERVAL", "UP", "UpCommand"]
+
+AGENT_INTERVAL = 15.0
+"""How often the agent inside ``nebula up`` reports (seconds)."""
 
 _err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -46,6 +50,9 @@ class UpCommand:
         commands.add_state_options(parser)
         parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
         parser.add_argument("--port", type=int, default=8080, help="default: 8080")
+        parser.add_argument(
+            "--node", help="the NebulaNode this machine reports as (default: its host name)"
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Runs until Ctrl-C or SIGTERM; returns 0 after a clean stop."""
@@ -67,17 +74,33 @@ class UpCommand:
                 say=lambda m: _err.print(m, markup=False),
             )
             spinner.stop()
-            asyncio.run(_serve(state, host=args.host, port=args.port, repo=args.repo))
+            node = args.node or nodes_agent.default_node_name()
+            asyncio.run(_serve(state, host=args.host, port=args.port, repo=args.repo, node=node))
         _err.print("stopped", markup=False)
         return 0
 
 
-async def _serve(state: local.LocalState, *, host: str, port: int, repo: str | None) -> None:
+async def _serve(
+    state: local.LocalState, *, host: str, port: int, repo: str | None, node: str
+) -> None:
     stop = local.stop_on_signals()
     runtime = local.runtime(state)
-    app = web.create_app(store=state.store, runs=state.runs, trigger=runtime, secrets=state.secrets)
+    beats = heartbeats.HeartbeatStore(state.conninfo)
+    app = web.create_app(
+        store=state.store,
+        runs=state.runs,
+        trigger=runtime,
+        secrets=state.secrets,
+        heartbeats=beats,
+        agent_token=settings.Settings().agent_token,
+    )
+    # The agent of this machine reports in-process, straight into the database.
+    agent = nodes_agent.Agent(
+        node=node, interval=AGENT_INTERVAL, link=nodes_agent.DatabaseLink(beats)
+    )
     server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
     reconciling = asyncio.create_task(runtime.run(stop), name="nebula-runtime")
+    reporting = asyncio.create_task(agent.run(stop), name="nebula-agent")
     serving = asyncio.create_task(server.serve(), name="nebula-web")
     await runtime.wait_ready()
     _err.print(_banner(state, host=host, port=port, repo=repo))
@@ -86,7 +109,7 @@ async def _serve(state: local.LocalState, *, host: str, port: int, repo: str | N
     await asyncio.wait({waiting, serving}, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
     stop.set()
-    await asyncio.gather(serving, reconciling, waiting, return_exceptions=True)
+    await asyncio.gather(serving, reconciling, reporting, waiting, return_exceptions=True)
 
 
 def _banner(state: local.LocalState, *, host: str, port: int, repo: str | None) -> rich.panel.Panel:

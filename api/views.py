@@ -15,7 +15,7 @@ from typing import Literal
 import pydantic
 import pydantic.alias_generators
 
-from nebula.resources import KINDS, Resource, conditions
+from nebula.resources import KINDS, Resource, columns, conditions
 from nebula.resources.git_source import GitSource
 from nebula.store import StoredObject
 from nebula.sync import SyncRun
@@ -85,6 +85,8 @@ class ResourceSummary(ApiModel):
     """When the object or its status last changed."""
     conditions: list[conditions.Condition]
     """Every condition, as the controller wrote it."""
+    columns: list[tuple[str, str]] = []
+    """The kind's own columns, as `kubectl get -o wide` shows them (e.g. Role, GPU, VRAM)."""
 
     @property
     def needs_attention(self) -> bool:
@@ -128,6 +130,7 @@ def summarise(stored: StoredObject) -> ResourceSummary:
         source=stored.source,
         updated=stored.updated,
         conditions=found,
+        columns=columns.columns(KINDS[stored.key.kind].info, stored.document, stored.status),
     )
 
 

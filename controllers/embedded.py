@@ -19,16 +19,24 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from controllers import git_source
-from nebula import errors
+from controllers import git_source, nebula_node
+from nebula import errors, heartbeats
 from nebula.resources import ResourceKey
 from nebula.resources.git_source import GitSource, GitSourceStatus
+from nebula.resources.nebula_node import NebulaNode, NebulaNodeStatus
 from nebula.secrets import Secrets
 from nebula.sources import Mirror
 from nebula.store import PostgresStore, StoredObject, postgres
 from nebula.sync import FileCache, History
 
-__all__ = ["Controller", "EmbeddedRuntime", "GitSourceController", "Step", "resource_of"]
+__all__ = [
+    "Controller",
+    "EmbeddedRuntime",
+    "GitSourceController",
+    "NebulaNodeController",
+    "Step",
+    "resource_of",
+]
 
 log = logging.getLogger("nebula.embedded")
 Clock = Callable[[], datetime.datetime]
@@ -52,6 +60,8 @@ class Controller(Protocol):
     """One kind's reconciler as the embedded runtime runs it (blocking; called in a thread)."""
 
     kind: str
+    channels: tuple[str, ...]
+    """NOTIFY channels whose messages wake every object of the kind (e.g. heartbeats)."""
 
     def reconcile(self, stored: StoredObject, *, attempt: int) -> Step:
         """Reconciles one object; ``attempt`` counts consecutive transient failures."""
@@ -69,6 +79,7 @@ class GitSourceController:
     """Syncs GitSources; keeps one mirror and one file cache per source."""
 
     kind = "GitSource"
+    channels: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -101,6 +112,29 @@ class GitSourceController:
         )
         status = outcome.status.model_dump(mode="json", by_alias=True, exclude_none=True)
         return Step(status, outcome.retry_after, outcome.transient, outcome.event)
+
+
+class NebulaNodeController:
+    """Compares each NebulaNode with its agent's latest heartbeat; woken by every heartbeat."""
+
+    kind = "NebulaNode"
+    channels: tuple[str, ...] = (heartbeats.CHANNEL,)
+
+    def __init__(self, *, beats: heartbeats.HeartbeatStore, clock: Clock = _utcnow) -> None:
+        self._beats, self._clock = beats, clock
+
+    def reconcile(self, stored: StoredObject, *, attempt: int) -> Step:
+        """The node's status from the heartbeat that matches it."""
+        node = NebulaNode.model_validate(resource_of(stored))
+        previous = NebulaNodeStatus.model_validate(stored.status) if stored.status else None
+        outcome = nebula_node.reconcile(
+            node,
+            heartbeat=heartbeats.match(node, self._beats.all()),
+            now=self._clock(),
+            previous=previous,
+        )
+        status = outcome.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return Step(status, outcome.retry_after)
 
 
 class EmbeddedRuntime:
@@ -157,17 +191,31 @@ class EmbeddedRuntime:
 
     def _listen(self, listening: threading.Event, stopping: threading.Event) -> None:
         """Turns NOTIFY messages into wake-ups; runs in its own thread and connection."""
-        changes = postgres.listen(self._conninfo, timeout=0.5)
+        waking: dict[str, list[str]] = {}
+        for controller in self._controllers.values():
+            for channel in controller.channels:
+                waking.setdefault(channel, []).append(controller.kind)
+        changes = postgres.listen(self._conninfo, timeout=0.5, channels=list(waking))
         try:
             for change in changes:
                 listening.set()
                 if stopping.is_set():
                     return
+                if change is None or self._loop is None:
+                    continue
+                if isinstance(change, postgres.Signal):
+                    for kind in waking.get(change.channel, ()):
+                        self._loop.call_soon_threadsafe(self._touch_kind, kind)
                 # A status write is the runtime's own doing: it must not wake the loop again.
-                if change is not None and change.spec and self._loop is not None:
+                elif change.spec:
                     self._loop.call_soon_threadsafe(self._touch, change.key)
         finally:
             changes.close()
+
+    def _touch_kind(self, kind: str) -> None:
+        for key, wake in self._wake.items():
+            if key.kind == kind:
+                wake.set()
 
     def _start(self, key: ResourceKey) -> None:
         if key.kind not in self._controllers or key in self._loops:

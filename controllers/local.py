@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from controllers import embedded
-from nebula import db, errors, settings
+from nebula import db, errors, heartbeats, settings
 from nebula.resources import API_VERSION, ResourceKey
 from nebula.secrets import EnvironmentSecrets
 from nebula.sources import local
@@ -115,6 +115,7 @@ def runtime(state: LocalState) -> embedded.EmbeddedRuntime:
         embedded.GitSourceController(
             store=state.store, runs=state.runs, secrets=state.secrets, state_dir=state.state_dir
         ),
+        embedded.NebulaNodeController(beats=heartbeats.HeartbeatStore(state.conninfo)),
     ]
     return embedded.EmbeddedRuntime(
         conninfo=state.conninfo, store=state.store, controllers=controllers

@@ -29,4 +29,6 @@ class Settings(pydantic_settings.BaseSettings):
         validation_alias=pydantic.AliasChoices("NEBULA_REDIS_URL", "REDIS_URL"),
     )
     state_dir: pathlib.Path = pathlib.Path(".nebula")
+    # The bearer token remote node agents present to the web server; None: none may report.
+    agent_token: str | None = None
     max_manifest_bytes: int = 4 * 1024 * 1024

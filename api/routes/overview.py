@@ -50,6 +50,15 @@ class KindSection:
     plural: str
     items: list[views.ResourceSummary]
 
+    @property
+    def columns(self) -> list[str]:
+        """The names of the kind's own columns (Role, GPU, VRAM, ... for nodes)."""
+        return [
+            column.name
+            for column in KINDS[self.kind].info.printer_columns
+            if column.name not in ("Ready", "Status", "Age")
+        ]
+
     @functools.cached_property
     def ready(self) -> int:
         """How many of its objects are Ready."""

@@ -5,7 +5,7 @@ its spec, status and CRD facts; :data:`KINDS` maps kind names to their classes. 
 in by adding a module and one line to :data:`KINDS`.
 """
 
-from nebula.resources import conditions, fields, references
+from nebula.resources import columns, conditions, fields, references
 from nebula.resources.base import (
     API_VERSION,
     GROUP,
@@ -45,6 +45,7 @@ __all__ = [
     "Resource",
     "ResourceKey",
     "SecretKeyRef",
+    "columns",
     "conditions",
     "fields",
     "references",

@@ -18,8 +18,10 @@ the embedded runtime, with the same behaviour wherever the API server allows it:
   :class:`~nebula.errors.PermanentError` naming the object the API server refused.
 
 Also here, because they speak to the same API server: :class:`KubernetesTrigger` (asks the
-operator for a sync now) and :func:`post_event` (core/v1 Events). This module never decides what
-to apply, never parses specs into models, never imports kopf and never logs a Secret's value.
+operator for a sync now), :func:`post_event` (core/v1 Events), and :func:`read_node_labels` with
+:func:`label_node` (the labels of core/v1 Nodes, which the NebulaNode daemon keeps). This module
+never decides what to apply or which labels a Node gets, never parses specs into models, never
+imports kopf and never logs a Secret's value.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ __all__ = [
     "api_errors",
     "connect",
     "covers",
+    "label_node",
     "post_event",
+    "read_node_labels",
     "read_secret",
     "resource_document",
 ]
@@ -67,6 +71,7 @@ FIELD_MANAGER = "nebula"
 
 _APPLY = "application/apply-patch+yaml"  # the body is JSON, which is YAML too
 _JSON_PATCH = "application/json-patch+json"
+_MERGE_PATCH = "application/merge-patch+json"
 _TIMEOUT = 30.0  # seconds; a request that hangs longer is an unavailable API server
 _EVENT_MESSAGE_LIMIT = 1024
 _METADATA = frozenset(field.alias or name for name, field in ObjectMeta.model_fields.items())
@@ -528,6 +533,47 @@ def read_secret(
         except ValueError:
             continue
     return values
+
+
+# --- Nodes ----------------------------------------------------------------------------------
+
+
+def read_node_labels(
+    api_client: kubernetes.client.ApiClient, name: str, *, timeout: float = _TIMEOUT
+) -> dict[str, str] | None:
+    """The labels of the core/v1 Node ``name``, or None when there is no such Node.
+
+    Needs the RBAC verb ``get`` on ``nodes``.
+    """
+    core = kubernetes.client.CoreV1Api(api_client)
+    call = functools.partial(core.read_node, name, _request_timeout=timeout)
+    node = _call(call, verb="get", resource="nodes", what=f"Node {name}")
+    if node is None:
+        return None
+    return dict((node.metadata.labels if node.metadata else None) or {})
+
+
+def label_node(
+    api_client: kubernetes.client.ApiClient,
+    name: str,
+    labels: Mapping[str, str | None],
+    *,
+    timeout: float = _TIMEOUT,
+) -> None:
+    """Sets the given labels of the core/v1 Node ``name`` and removes those given as None.
+
+    One merge patch of ``metadata.labels``: every label not named is left as it is, and
+    repeating the call changes nothing. Needs the RBAC verb ``patch`` on ``nodes`` (a 403
+    raises :class:`~nebula.errors.ConfigurationError` saying so); raises
+    :class:`~nebula.errors.ResourceNotFound` when there is no such Node.
+    """
+    core = kubernetes.client.CoreV1Api(api_client)
+    body = {"metadata": {"labels": dict(labels)}}
+    call = functools.partial(
+        core.patch_node, name, body, _content_type=_MERGE_PATCH, _request_timeout=timeout
+    )
+    if _call(call, verb="patch", resource="nodes", what=f"Node {name}") is None:
+        raise errors.ResourceNotFound(f"Node {name} does not exist")
 
 
 # --- Triggers and events ---------------------------------------------------------------------

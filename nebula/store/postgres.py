@@ -15,6 +15,7 @@ from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import psycopg.types.json
 import psycopg_pool
 
@@ -22,7 +23,7 @@ from nebula import errors
 from nebula.resources import ResourceKey
 from nebula.store import base
 
-__all__ = ["CHANNEL", "Notification", "PostgresStore", "listen", "parse_notification"]
+__all__ = ["CHANNEL", "Notification", "PostgresStore", "Signal", "listen", "parse_notification"]
 
 CHANNEL = "nebula_resources"
 """The LISTEN/NOTIFY channel on which every change of a resource is announced."""
@@ -238,18 +239,33 @@ def parse_notification(payload: str) -> Notification:
     return Notification(key, data["op"], bool(data["spec"]))
 
 
-def listen(conninfo: str, *, timeout: float = 1.0) -> Generator[Notification | None, None, None]:
+@dataclasses.dataclass(frozen=True)
+class Signal:
+    """A message on another channel than :data:`CHANNEL` (e.g. a node agent's heartbeat)."""
+
+    channel: str
+    payload: str
+
+
+def listen(
+    conninfo: str, *, timeout: float = 1.0, channels: Sequence[str] = ()
+) -> Generator[Notification | Signal | None, None, None]:
     """Yields each change as it is committed, or None every ``timeout`` seconds of silence.
 
-    Blocking; runs in its own connection (LISTEN needs one that does nothing else). The
-    caller stops by closing the generator.
+    ``channels`` are listened to as well; their messages come as :class:`Signal`. Blocking;
+    runs in its own connection (LISTEN needs one that does nothing else). The caller stops by
+    closing the generator.
     """
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"LISTEN {CHANNEL}")
+        for channel in (CHANNEL, *channels):
+            conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
         while True:
             got = False
             for notify in conn.notifies(timeout=timeout):
                 got = True
-                yield parse_notification(notify.payload)
+                if notify.channel == CHANNEL:
+                    yield parse_notification(notify.payload)
+                else:
+                    yield Signal(notify.channel, notify.payload)
             if not got:
                 yield None
