@@ -12,18 +12,23 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+from typing import Annotated
 
 import fastapi
 import fastapi.responses
 
 from api import deps, views
+from nebula import heartbeats
 from nebula.resources import KINDS
+from nebula.resources.nebula_node import NebulaNode
+from nebula.store import StoredObject
 
 __all__ = [
     "ATTENTION_SHOWN",
     "OPEN_UP_TO",
     "RECENT_RUNS",
     "KindSection",
+    "Machine",
     "Overview",
     "overview",
     "read",
@@ -76,6 +81,14 @@ class KindSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class Machine:
+    """A machine whose agent reports, and the NebulaNode it counts as (None: undeclared)."""
+
+    beat: heartbeats.Heartbeat
+    node: str | None
+
+
+@dataclasses.dataclass(frozen=True)
 class Overview:
     """Everything the page shows, read once per request."""
 
@@ -83,6 +96,7 @@ class Overview:
     sources: list[views.SourceView]
     runs: list[views.SyncRunView]
     kinds: list[KindSection]
+    machines: list[Machine] = dataclasses.field(default_factory=list)
 
     @functools.cached_property
     def attention(self) -> list[views.ResourceSummary]:
@@ -116,11 +130,14 @@ class Overview:
         return sum(item.stalled for section in self.kinds for item in section.items)
 
 
-def read(store: deps.Store, runs: deps.Runs) -> Overview:
-    """Reads the page's data: one list per kind, one history query."""
+def read(
+    store: deps.Store, runs: deps.Runs, beats: heartbeats.HeartbeatStore | None = None
+) -> Overview:
+    """Reads the page's data: one list per kind, one history query, the heartbeats."""
     listed = {kind: store.list(kind) for kind in KINDS}
     sources = [views.source_view(*found) for found in views.git_sources(listed["GitSource"])]
     return Overview(
+        machines=_machines(listed["NebulaNode"], beats.all() if beats else []),
         now=datetime.datetime.now(datetime.UTC),
         sources=sources,
         runs=[views.SyncRunView.of(run) for run in runs.latest(limit=RECENT_RUNS)],
@@ -131,10 +148,26 @@ def read(store: deps.Store, runs: deps.Runs) -> Overview:
     )
 
 
+def _machines(nodes: list[StoredObject], beats: list[heartbeats.Heartbeat]) -> list[Machine]:
+    """Every reporting machine with the node it matches, so an undeclared one stands out."""
+    declared = [views.resource(node) for node in nodes]
+    owner = {}
+    for node in declared:
+        assert isinstance(node, NebulaNode)  # listed as NebulaNode, read as its model
+        found = heartbeats.match(node, beats)
+        if found is not None:
+            owner[found.node] = node.metadata.name
+    return [Machine(beat, owner.get(beat.node)) for beat in beats]
+
+
 @router.get("/", response_class=fastapi.responses.HTMLResponse, include_in_schema=False)
 def overview(
-    request: fastapi.Request, store: deps.Store, runs: deps.Runs, templates: deps.Templates
+    request: fastapi.Request,
+    store: deps.Store,
+    runs: deps.Runs,
+    templates: deps.Templates,
+    services: Annotated[deps.Services, fastapi.Depends(deps.get_services)],
 ) -> fastapi.responses.HTMLResponse:
     """The status page."""
-    page = read(store, runs)
+    page = read(store, runs, services.heartbeats)
     return templates.TemplateResponse(request, "overview.html", {"page": page})

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 import api
-from nebula import db
+from nebula import db, heartbeats
 from nebula.resources import ResourceKey, conditions
 from nebula.secrets import EnvironmentSecrets, environment_variable
 from nebula.store import PostgresStore
@@ -88,11 +88,23 @@ def secrets(webhook_secret: str, gitlab_token: str) -> EnvironmentSecrets:
 
 
 @pytest.fixture
+def beats(database: str, store: PostgresStore) -> heartbeats.HeartbeatStore:
+    """The heartbeats table of the test database (migrated with the store)."""
+    return heartbeats.HeartbeatStore(database)
+
+
+@pytest.fixture
 def app(
-    store: PostgresStore, runs: History, trigger: RecordingTrigger, secrets: EnvironmentSecrets
+    store: PostgresStore,
+    runs: History,
+    trigger: RecordingTrigger,
+    secrets: EnvironmentSecrets,
+    beats: heartbeats.HeartbeatStore,
 ) -> fastapi.FastAPI:
-    """The web app over the test store, history, trigger and secrets."""
-    return api.create_app(store=store, runs=runs, trigger=trigger, secrets=secrets)
+    """The web app over the test store, history, trigger, secrets and heartbeats."""
+    return api.create_app(
+        store=store, runs=runs, trigger=trigger, secrets=secrets, heartbeats=beats
+    )
 
 
 @pytest.fixture

@@ -12,7 +12,10 @@ from typing import Any
 import httpx
 
 import api
+from nebula import heartbeats
+from nebula.heartbeats import Heartbeat
 from nebula.resources import KINDS, ResourceKey
+from nebula.resources.nebula_node import Hardware
 from nebula.store import Desired, Plan, PostgresStore, StoredObject, content_hash
 from nebula.store.base import AppliedState
 from nebula.sync import History
@@ -234,3 +237,28 @@ async def test_a_thousand_objects_cost_one_query_per_kind(
     assert counting.gets == 0
     assert response.text.count('<tr id="NebulaModel-ai-model-') == 1000
     assert "10</strong><span>stalled" in response.text
+
+
+async def test_reporting_machines_are_listed_and_an_undeclared_one_stands_out(
+    client: httpx.AsyncClient, homelab: Any, beats: heartbeats.HeartbeatStore
+) -> None:
+    homelab.put(homelab.node("home-ubuntu"))
+    hardware = Hardware.model_validate(
+        {"cpu": {"model": "Ryzen", "cores": 16}, "memory": "64Gi", "addresses": ["10.1.1.1"],
+         "gpus": [{"vendor": "nvidia", "model": "RTX 3090", "vramTotal": "24Gi"}]}
+    )  # fmt: skip
+    for name in ("home-ubuntu", "laptop"):
+        beat = Heartbeat(node=name, hostname=f"{name}-host", agent_version="0.1.0",
+                         interval_seconds=15, hardware=hardware)  # fmt: skip
+        beats.record(beat)
+
+    page = (await client.get("/")).text
+
+    assert "Machines reporting" in page
+    assert re.search(
+        r"home-ubuntu</td>\s*<td[^>]*>home-ubuntu-host</td>\s*<td[^>]*>home-ubuntu<", page
+    )
+    assert re.search(
+        r"laptop</td>\s*<td[^>]*>laptop-host</td>\s*<td[^>]*><span[^>]*>not declared", page
+    )
+    assert "RTX 3090 (24Gi)" in page
