@@ -1,10 +1,16 @@
 """The kopf operator: everything it reacts to, on one screen; the only module that imports kopf.
 
 Run by ``nebula operator`` (:data:`OPERATOR`, a ``nebula.commands`` entry point) on k3s, and
-in-process by the tests against kmock's emulator. Every GitSource gets a daemon (on creation, on
-operator start, after a change) that syncs it in a worker thread
-(:class:`controllers.operator.GitSourceSyncer`), then sleeps until the retry delay passes or the
-object changes: its spec, or the ``nebula.dev/requested-at`` annotation a webhook sets.
+in-process by the tests against kmock's emulator. Each object gets a daemon (on creation, on
+operator start, after a change) that does its work in a worker thread, then sleeps until the
+retry delay passes or something wakes it:
+
+- a **GitSource** is synced (:class:`controllers.operator.GitSourceSyncer`); a change of its
+  spec, or of the ``nebula.dev/requested-at`` annotation a webhook sets, wakes it;
+- a **NebulaNode** is compared with its agent's latest heartbeat, and its k3s ``Node`` labelled
+  (:class:`controllers.operator.NodeReporter`); a change of its spec wakes it, and so does every
+  heartbeat, through the operator's one LISTEN (:class:`controllers.operator.HeartbeatListener`,
+  started before any daemon and stopped at the end).
 
 The status is written through the store, never returned to kopf: the API server prunes
 ``status.<handler>``, which the CRD does not declare. What the handlers share travels in kopf's
@@ -19,13 +25,14 @@ import contextlib
 import copy
 import dataclasses
 import pathlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
 
 from controllers import operator
 from nebula import db, errors, settings
-from nebula.resources import GROUP, VERSION, GitSource, ResourceKey
+from nebula.resources import GROUP, VERSION, GitSource, NebulaNode, ResourceKey
 from nebula.store import kubernetes as kubernetes_store
 
 __all__ = [
@@ -35,10 +42,13 @@ __all__ = [
     "OperatorCommand",
     "changed_since_sync",
     "configure",
+    "listen_for_heartbeats",
     "login",
     "registry",
+    "report_nebula_node",
+    "stop_listening",
     "sync_git_source",
-    "wake_git_source",
+    "wake_daemon",
 ]
 
 PREFIX = "operator.nebula.dev"
@@ -49,28 +59,28 @@ leaves it out of change detection, and ``nebula.dev/requested-at`` is a change t
 """
 
 _GIT_SOURCES = GitSource.info.plural
+_NEBULA_NODES = NebulaNode.info.plural
 
 
 @dataclasses.dataclass
 class Memo:
-    """kopf's memo. kopf copies it for each object, so ``wake`` and ``synced`` are per GitSource."""
+    """kopf's memo. kopf copies it for each object, so ``wake`` and ``synced`` are per object."""
 
     runtime: operator.Runtime
-    wake: asyncio.Event | None = None  # set to make the object's daemon sync now
-    synced: operator.Marker | None = None  # what the daemon's current or last sync covers
+    wake: asyncio.Event | None = None  # set to make the object's daemon run now
+    synced: operator.Marker | None = None  # what the daemon's current or last pass covers
 
 
 def registry() -> kopf.OperatorRegistry:
     """A new registry with every handler of the operator (a fresh one per run, and per test)."""
     found = kopf.OperatorRegistry()
     kopf.on.startup(registry=found)(configure)
+    kopf.on.startup(registry=found)(listen_for_heartbeats)
+    kopf.on.cleanup(registry=found)(stop_listening)
     kopf.on.login(registry=found)(login)
-    kopf.daemon(GROUP, VERSION, _GIT_SOURCES, registry=found, cancellation_timeout=10.0)(
-        sync_git_source
-    )
-    kopf.on.event(GROUP, VERSION, _GIT_SOURCES, registry=found, when=changed_since_sync)(
-        wake_git_source
-    )
+    for plural, daemon in ((_GIT_SOURCES, sync_git_source), (_NEBULA_NODES, report_nebula_node)):
+        kopf.daemon(GROUP, VERSION, plural, registry=found, cancellation_timeout=10.0)(daemon)
+        kopf.on.event(GROUP, VERSION, plural, registry=found, when=changed_since_sync)(wake_daemon)
     return found
 
 
@@ -97,33 +107,69 @@ def login(memo: Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_via_client(**kwargs)
 
 
+async def listen_for_heartbeats(memo: Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Starts the operator's one LISTEN for heartbeats, before any daemon runs."""
+    listener = memo.runtime.listener
+    if not await asyncio.to_thread(listener.start, asyncio.get_running_loop()):
+        logger.warning("not listening for heartbeats yet: NebulaNodes wait for their timers")
+
+
+async def stop_listening(memo: Memo, **_: Any) -> None:
+    """Stops listening for heartbeats once the daemons are gone (``Runtime.close`` too)."""
+    await asyncio.to_thread(memo.runtime.listener.stop)
+
+
 async def sync_git_source(
     body: kopf.Body, memo: Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped, **_: Any
 ) -> None:
     """Syncs one GitSource for as long as it exists (created, resumed, changed: all the same)."""
     key = ResourceKey("GitSource", body.metadata.namespace, str(body.metadata.name))
     syncer = operator.GitSourceSyncer(memo.runtime, key, logger=logger)
-    wake = memo.wake = asyncio.Event()
+    await _run(syncer.sync, body=body, memo=memo, wake=asyncio.Event(), stopped=stopped)
+
+
+async def report_nebula_node(
+    body: kopf.Body, memo: Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    """Reports on one NebulaNode for as long as it exists; every heartbeat wakes it."""
+    key = ResourceKey("NebulaNode", None, str(body.metadata.name))
+    reporter = operator.NodeReporter(memo.runtime, key, logger=logger)
+    wake = asyncio.Event()
+    with memo.runtime.listener.waking(wake):
+        await _run(reporter.report, body=body, memo=memo, wake=wake, stopped=stopped)
+
+
+def changed_since_sync(body: kopf.Body, memo: Memo, **_: Any) -> bool:
+    """Whether the spec or the sync request differ from what the daemon's last pass saw (its
+    own status writes change neither)."""
+    return memo.wake is not None and operator.change_marker(body) != memo.synced
+
+
+async def wake_daemon(memo: Memo, **_: Any) -> None:
+    """Wakes the object's daemon: it runs at once instead of at the end of its delay."""
+    if memo.wake is not None:
+        memo.wake.set()
+
+
+async def _run(
+    work: Callable[[Mapping[str, Any]], float | None],
+    *,
+    body: kopf.Body,
+    memo: Memo,
+    wake: asyncio.Event,
+    stopped: kopf.DaemonStopped,
+) -> None:
+    """A daemon's loop: ``work`` on the object in a worker thread, then :func:`_sleep` for the
+    delay it returns; until kopf stops the daemon."""
+    memo.wake = wake
     loop = asyncio.get_running_loop()
     while not stopped:
         wake.clear()
         # A copy: kopf updates the live body in place while the thread reads it.
         raw = copy.deepcopy(dict(body))
         memo.synced = operator.change_marker(raw)
-        delay = await loop.run_in_executor(memo.runtime.executor, syncer.sync, raw)
+        delay = await loop.run_in_executor(memo.runtime.executor, work, raw)
         await _sleep(delay, wake=wake, stopped=stopped)
-
-
-def changed_since_sync(body: kopf.Body, memo: Memo, **_: Any) -> bool:
-    """Whether the spec or the sync request differ from what the daemon's last sync saw (its
-    own status writes change neither)."""
-    return memo.wake is not None and operator.change_marker(body) != memo.synced
-
-
-async def wake_git_source(memo: Memo, **_: Any) -> None:
-    """Wakes the GitSource's daemon: it syncs at once instead of at the end of its delay."""
-    if memo.wake is not None:
-        memo.wake.set()
 
 
 async def _sleep(delay: float | None, *, wake: asyncio.Event, stopped: kopf.DaemonStopped) -> None:
@@ -141,7 +187,10 @@ class OperatorCommand:
     """``nebula operator``: runs the operator until SIGINT or SIGTERM."""
 
     name = "operator"
-    help = "run the Kubernetes operator: sync GitSources into nebula.dev resources (k3s)"
+    help = (
+        "run the Kubernetes operator: sync GitSources into nebula.dev resources, report on "
+        "NebulaNodes and label their Nodes (k3s)"
+    )
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         """Declares the command's options."""

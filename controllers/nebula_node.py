@@ -90,8 +90,10 @@ def reconcile(
     interval = max(expected, heartbeat.interval_seconds)
     deadline = heartbeat.received_at + datetime.timedelta(seconds=MISSED_HEARTBEATS * interval)
     if now >= deadline:
-        age = _duration(now - heartbeat.received_at)
-        message = f"last heartbeat {age} ago from {heartbeat.hostname or heartbeat.node}; "
+        # A message that does not change with every look, so a stale node is not rewritten.
+        last = heartbeat.received_at.astimezone(datetime.UTC).isoformat(timespec="seconds")
+        message = f"no heartbeat since {last.replace('+00:00', 'Z')} from "
+        message += f"{heartbeat.hostname or heartbeat.node}; "
         message += f"expected every {_duration(datetime.timedelta(seconds=interval))}"
         status = _set(status, now, generation, ready=("False", HEARTBEAT_STALE, message))
         retry = interval

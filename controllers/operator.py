@@ -1,43 +1,70 @@
-"""The operator's blocking half: one GitSource sync on Kubernetes, from the object to its status.
+"""The operator's blocking half: one pass of a daemon on Kubernetes, from the object to its status.
 
 Called by the kopf daemons in ``handlers.py``, in a worker thread (never on the event loop):
-:class:`GitSourceSyncer` parses the GitSource as the API server holds it, runs
-:func:`controllers.git_source.reconcile` with the Kubernetes store, writes the returned status
-through the status subresource and posts the returned event. :class:`Runtime` holds what every
-sync shares. kopf stays in ``handlers.py``; nothing here keeps module-level state or decides
-anything the reconciler does not.
+
+- :class:`GitSourceSyncer` parses the GitSource as the API server holds it, runs
+  :func:`controllers.git_source.reconcile` with the Kubernetes store, writes the returned
+  status through the status subresource and posts the returned event.
+- :class:`NodeReporter` parses the NebulaNode, matches it to its agent's latest heartbeat (in
+  PostgreSQL), runs :func:`controllers.nebula_node.reconcile`, writes the status when it
+  changed, and makes the k3s ``Node`` carry the returned ``nebula.dev/`` labels.
+
+:class:`Runtime` holds what every pass shares, including :class:`HeartbeatListener`, the one
+LISTEN on the heartbeat channel that wakes the NebulaNode daemons. kopf stays in
+``handlers.py``; nothing here keeps module-level state or decides anything the reconcilers do not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import logging
 import pathlib
-from collections.abc import Callable, Mapping
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal, TypeVar
 
 import kubernetes.client
+import psycopg
 import pydantic
 
-from controllers import git_source
-from nebula import errors
+from controllers import git_source, nebula_node
+from nebula import errors, heartbeats
 from nebula.resources import ResourceKey, conditions
 from nebula.resources.git_source import GitSource, GitSourceStatus
+from nebula.resources.nebula_node import NebulaNode, NebulaNodeStatus
 from nebula.secrets import KubernetesSecrets
 from nebula.sources import Mirror
 from nebula.store import kubernetes as kubernetes_store
+from nebula.store import postgres
 from nebula.sync import FileCache, History, triggers
 
-__all__ = ["INVALID_SPEC", "GitSourceSyncer", "Runtime", "change_marker"]
+__all__ = [
+    "INVALID_SPEC",
+    "NODE_LABELLED",
+    "NODE_NOT_FOUND",
+    "GitSourceSyncer",
+    "HeartbeatListener",
+    "NodeReporter",
+    "Runtime",
+    "change_marker",
+]
 
 INVALID_SPEC = "InvalidSpec"
-"""Ready/Stalled reason of a GitSource whose spec the model refuses (the CRD let it through)."""
+"""Ready/Stalled reason of an object whose spec the model refuses (the CRD let it through)."""
+NODE_NOT_FOUND = "NodeNotFound"
+"""Event reason: a k3s NebulaNode has no Kubernetes Node of its name to label."""
+NODE_LABELLED = "NodeLabelled"
+"""Event reason: the labels of a NebulaNode's Kubernetes Node were changed."""
 
 Clock = Callable[[], datetime.datetime]
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 Marker = tuple[str, str | None]
+EventType = Literal["Normal", "Warning"]
+S = TypeVar("S", bound=conditions.Status)
 
 _log = logging.getLogger("nebula.operator")
 
@@ -73,15 +100,109 @@ class Runtime:
         self.store = kubernetes_store.KubernetesStore(api)
         self.secrets = KubernetesSecrets(api)
         self.runs = History(database_url)
+        # Agents report into PostgreSQL in both runtimes (the web API, or straight in).
+        self.heartbeats = heartbeats.HeartbeatStore(database_url)
+        self.listener = HeartbeatListener(database_url)
         # Syncs block (git, PostgreSQL, HTTP): they run here, at most `workers` at a time.
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="nebula-sync"
         )
 
     def close(self) -> None:
-        """Waits for the syncs in flight and drops queued ones; the API client's creator
-        closes it. Safe to call twice."""
+        """Stops listening for heartbeats, waits for the passes in flight and drops queued
+        ones; the API client's creator closes it. Safe to call twice."""
+        self.listener.stop()
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class HeartbeatListener:
+    """One LISTEN on the heartbeat channel for the whole operator: every heartbeat wakes every
+    NebulaNode daemon (a heartbeat may match a node by address, not only by name).
+
+    Runs in a thread of its own, on a connection of its own; daemons on the event loop
+    subscribe their wake event with :meth:`waking`. When PostgreSQL goes away it listens
+    again after a pause, then wakes every daemon: heartbeats may have come in meanwhile.
+    Meanwhile the daemons still look again when their retry delay ends.
+    """
+
+    def __init__(self, conninfo: str, *, poll: float = 0.25, reconnect: float = 5.0) -> None:
+        self._conninfo = conninfo
+        self._poll = poll  # seconds between looks at the stop flag while nothing is announced
+        self._reconnect = reconnect
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._listening = threading.Event()
+        self._stopping = threading.Event()
+        # Touched on the event loop only (subscriptions and wake-ups alike): no lock needed.
+        self._subscribers: set[asyncio.Event] = set()
+
+    def start(self, loop: asyncio.AbstractEventLoop, *, timeout: float = 10.0) -> bool:
+        """Starts listening, waking daemons on ``loop``; blocks until the LISTEN is in place.
+
+        Returns False when it is not after ``timeout`` seconds (PostgreSQL is down); it keeps
+        trying in the background. A second call only waits.
+        """
+        if self._thread is None:
+            self._loop = loop
+            self._thread = threading.Thread(target=self._run, name="nebula-heartbeats", daemon=True)
+            self._thread.start()
+        return self._listening.wait(timeout)
+
+    def stop(self) -> None:
+        """Stops listening and waits for the thread (at most one poll); safe to call twice."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @contextlib.contextmanager
+    def waking(self, wake: asyncio.Event) -> Iterator[None]:
+        """Sets ``wake`` on every heartbeat while the block runs; enter it on the event loop."""
+        self._subscribers.add(wake)
+        try:
+            yield
+        finally:
+            self._subscribers.discard(wake)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._listen()
+            # PostgreSQL is down, refused us, or dropped the connection: listen again later.
+            except psycopg.Error as error:
+                self._listening.clear()
+                _log.warning(
+                    "not listening for heartbeats, trying again in %ss: %s", self._reconnect, error
+                )
+                self._stopping.wait(self._reconnect)
+
+    def _listen(self) -> None:
+        changes = postgres.listen(self._conninfo, timeout=self._poll, channels=[heartbeats.CHANNEL])
+        try:
+            for change in changes:
+                if self._stopping.is_set():
+                    return
+                if not self._listening.is_set():
+                    self._listening.set()
+                    # Heartbeats that came before the LISTEN (or while it was down) wake too.
+                    self._ring()
+                if isinstance(change, postgres.Signal) and change.channel == heartbeats.CHANNEL:
+                    self._ring()
+        finally:
+            changes.close()
+
+    def _ring(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._wake_all)
+        # The operator's loop is gone (it stopped before this listener did): nobody to wake.
+        except RuntimeError:
+            return
+
+    def _wake_all(self) -> None:
+        for wake in self._subscribers:
+            wake.set()
 
 
 def change_marker(raw: Mapping[str, Any]) -> Marker:
@@ -116,13 +237,18 @@ class GitSourceSyncer:
         """
         now = self._runtime.clock()
         metadata = raw.get("metadata") or {}
-        previous = self._previous(raw.get("status"))
+        previous = _previous(GitSourceStatus, raw.get("status"), key=self.key, log=self._log)
 
         # Parse at the boundary; a spec the model refuses waits for the user to fix it.
         try:
             source = GitSource.model_validate(kubernetes_store.resource_document(raw))
+        # The CRD let it through, the model does not: only the user can fix it.
         except pydantic.ValidationError as error:
-            self._refuse(previous, error, now, metadata.get("generation"))
+            status, message = _refused(
+                previous or GitSourceStatus(), error, now=now, generation=metadata.get("generation")
+            )
+            _write_status(self._runtime, self.key, status, log=self._log)
+            self._log.error("%s: %s", self.key, message)
             return None
 
         try:
@@ -153,9 +279,18 @@ class GitSourceSyncer:
             status = status.model_copy(update={"requested_at": requested})
         # An unchanged revision leaves the status as it was: polling writes nothing.
         if status != previous:
-            self._write_status(status)
+            _write_status(self._runtime, self.key, status, log=self._log)
         if outcome.event is not None:
-            self._post(outcome.event, metadata.get("uid"))
+            event = outcome.event
+            _post(
+                self._runtime,
+                self.key,
+                type=event.type,
+                reason=event.reason,
+                message=event.message,
+                uid=metadata.get("uid"),
+                log=self._log,
+            )
         return outcome.retry_after
 
     def _backoff(self, source: GitSource) -> float:
@@ -163,66 +298,231 @@ class GitSourceSyncer:
         self.attempt += 1
         return delay
 
-    def _previous(self, raw: Any) -> GitSourceStatus | None:
-        if not raw:
-            return None
+
+class NodeReporter:
+    """The looks at one NebulaNode for as long as its daemon lives: failures, a missing Node."""
+
+    def __init__(self, runtime: Runtime, key: ResourceKey, *, logger: Logger = _log) -> None:
+        self.key = key
+        self._runtime = runtime
+        self._log = logger
+        self.attempt = 1  # consecutive failures to read the heartbeats, counting the next try
+        self._missing: str | None = None  # the Kubernetes Node found missing (told once)
+
+    def report(self, raw: Mapping[str, Any]) -> float | None:
+        """Compares the node with its latest heartbeat once: writes the status when it changed
+        and labels the node's Kubernetes Node (k3s only).
+
+        Blocking: run it in a worker thread. Returns the seconds until the next look, or None
+        when only a change of the object can help. Never raises: failures end up in the
+        status, or in the log when the status cannot say them.
+        """
+        now = self._runtime.clock()
+        metadata = raw.get("metadata") or {}
+        previous = _previous(NebulaNodeStatus, raw.get("status"), key=self.key, log=self._log)
+
+        # Parse at the boundary; a spec the model refuses waits for the user to fix it.
         try:
-            return GitSourceStatus.model_validate(raw)
-        # Not a status this version wrote (an older version, a hand edit): start afresh.
+            node = NebulaNode.model_validate(kubernetes_store.resource_document(raw))
+        # The CRD let it through, the model does not: only the user can fix it.
         except pydantic.ValidationError as error:
-            self._log.warning("ignoring the unreadable status of %s: %s", self.key, error)
+            status, message = _refused(
+                previous or NebulaNodeStatus(),
+                error,
+                now=now,
+                generation=metadata.get("generation"),
+            )
+            if status != previous:
+                _write_status(self._runtime, self.key, status, log=self._log)
+                self._log.error("%s: %s", self.key, message)
             return None
 
-    def _refuse(
-        self,
-        previous: GitSourceStatus | None,
-        error: pydantic.ValidationError,
-        now: datetime.datetime,
-        generation: int | None,
-    ) -> None:
-        """Stalled on an invalid spec: Ready=False and Stalled=True with the first problem."""
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        message = f"the spec is invalid: {where}: {first['msg']}"
-        found = list(previous.conditions) if previous else []
-        verdicts: list[tuple[str, conditions.ConditionStatus]] = [
-            (conditions.READY, "False"),
-            (conditions.STALLED, "True"),
-        ]
-        for type_, value in verdicts:
-            found = conditions.set_condition(
-                found, type_=type_, status=value, reason=INVALID_SPEC, message=message,
-                now=now, generation=generation,
-            )  # fmt: skip
-        found = [c for c in found if c.type != conditions.RECONCILING]
-        update: dict[str, Any] = {"conditions": found}
-        if generation is not None:
-            update["observed_generation"] = generation
-        self._write_status((previous or GitSourceStatus()).model_copy(update=update))
-        self._log.error("%s: %s", self.key, message)
-
-    def _write_status(self, status: GitSourceStatus) -> None:
-        document = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        # What the agents last reported; without it, nothing new can be said about the node.
         try:
-            self._runtime.store.write_status(self.key, document)
-        # Deleted while it was being synced: there is nobody left to report to.
+            beats = self._runtime.heartbeats.all()
+        # PostgreSQL did not answer: the status keeps its last word until it does.
+        except errors.TransientError as error:
+            self._log.warning("no heartbeats for %s, will retry: %s", self.key, error)
+            return self._backoff()
+        # Unknown failures (a missing table, a heartbeat the model refuses) count as transient.
+        except Exception:
+            self._log.exception("reading the heartbeats for %s failed, will retry", self.key)
+            return self._backoff()
+        self.attempt = 1
+
+        outcome = nebula_node.reconcile(
+            node, heartbeat=heartbeats.match(node, beats), now=now, previous=previous
+        )
+        # Nothing new (a heartbeat of another machine woke every daemon): nothing is written.
+        if outcome.status != previous:
+            _write_status(self._runtime, self.key, outcome.status, log=self._log)
+
+        # Only a k3s node whose hardware is known has labels; None leaves the Node alone.
+        if outcome.labels is not None:
+            name = node.spec.kubernetes_node_name or node.metadata.name
+            self._label(name, outcome.labels, uid=metadata.get("uid"))
+        return outcome.retry_after
+
+    def _backoff(self) -> float:
+        delay = min(300.0, 5.0 * 2.0 ** (self.attempt - 1))
+        self.attempt += 1
+        return delay
+
+    def _label(self, name: str, wanted: Mapping[str, str], *, uid: str | None) -> None:
+        """Makes the Node ``name`` carry exactly ``wanted`` among the operator's labels."""
+        api = self._runtime.api
+        patch: dict[str, str | None] = {}
+        try:
+            current = kubernetes_store.read_node_labels(api, name)
+            if current is not None:
+                patch = _label_patch(current, wanted)
+            if patch:
+                kubernetes_store.label_node(api, name, patch)
+        # Deleted between the read and the patch: the same as never there.
         except errors.ResourceNotFound:
-            self._log.debug("%s is gone; its status is not written", self.key)
-        # The API server did not answer or refused: the next sync writes the status again.
+            current = None
+        # RBAC forbids it, or the API server did not answer: the next look tries again.
         except errors.NebulaError as failure:
-            self._log.warning("the status of %s was not written: %s", self.key, failure)
+            self._log.warning("the labels of Node %s were not set: %s", name, failure)
+            return
 
-    def _post(self, event: git_source.Event, uid: str | None) -> None:
-        try:
-            kubernetes_store.post_event(
-                self._runtime.api,
-                key=self.key,
-                type=event.type,
-                reason=event.reason,
-                message=event.message,
-                uid=uid,
-                now=self._runtime.clock(),
+        if current is None:
+            self._tell_missing(name, uid=uid)
+            return
+        self._missing = None
+        if patch:
+            changes = ", ".join(
+                f"{key}={value}" if value is not None else f"-{key}"
+                for key, value in sorted(patch.items())
             )
-        # A lost event is a lost log line, not a failed sync.
-        except errors.NebulaError as failure:
-            self._log.warning("an event about %s was not posted: %s", self.key, failure)
+            message = f"Node {name} labelled: {changes}"
+            self._log.info("%s: %s", self.key, message)
+            _post(
+                self._runtime,
+                self.key,
+                type="Normal",
+                reason=NODE_LABELLED,
+                message=message,
+                uid=uid,
+                log=self._log,
+            )
+
+    def _tell_missing(self, name: str, *, uid: str | None) -> None:
+        """Warns that the Node ``name`` does not exist: once per absence, not at every
+        heartbeat. The status stays the reconciler's: the machine itself is fine."""
+        if self._missing == name:
+            return
+        self._missing = name
+        # A machine not joined to k3s yet, or a typo in kubernetesNodeName.
+        message = (
+            f"no Kubernetes Node {name!r} to label: join the machine to k3s, or set "
+            "spec.kubernetesNodeName to its Node's name (kubectl get nodes)"
+        )
+        self._log.warning("%s: %s", self.key, message)
+        _post(
+            self._runtime,
+            self.key,
+            type="Warning",
+            reason=NODE_NOT_FOUND,
+            message=message,
+            uid=uid,
+            log=self._log,
+        )
+
+
+def _label_patch(current: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str | None]:
+    """The labels to change so that, among the operator's own (``nebula.dev/gpu.*`` and
+    ``nebula.dev/vram-tier``), a Node carries exactly ``wanted``; None removes a label.
+
+    Empty when the Node is already right. Every other label is someone else's and left alone.
+    """
+    prefix = nebula_node.LABEL_PREFIX
+    patch: dict[str, str | None] = {
+        key: value for key, value in wanted.items() if current.get(key) != value
+    }
+    for key in current:
+        ours = key.startswith(f"{prefix}gpu.") or key == f"{prefix}vram-tier"
+        if ours and key not in wanted:
+            patch[key] = None
+    return patch
+
+
+# --- What both daemons share -----------------------------------------------------------------
+
+
+def _previous(model: type[S], raw: Any, *, key: ResourceKey, log: Logger) -> S | None:
+    """The status as the object holds it, or None when it has none the model can read."""
+    if not raw:
+        return None
+    try:
+        return model.model_validate(raw)
+    # Not a status this version wrote (an older version, a hand edit): start afresh.
+    except pydantic.ValidationError as error:
+        log.warning("ignoring the unreadable status of %s: %s", key, error)
+        return None
+
+
+def _refused(
+    status: S, error: pydantic.ValidationError, *, now: datetime.datetime, generation: int | None
+) -> tuple[S, str]:
+    """``status`` stalled on an invalid spec (Ready=False, Stalled=True, no Reconciling),
+    with the message naming the first problem."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = f"the spec is invalid: {where}: {first['msg']}"
+    found = list(status.conditions)
+    verdicts: list[tuple[str, conditions.ConditionStatus]] = [
+        (conditions.READY, "False"),
+        (conditions.STALLED, "True"),
+    ]
+    for type_, value in verdicts:
+        found = conditions.set_condition(
+            found, type_=type_, status=value, reason=INVALID_SPEC, message=message,
+            now=now, generation=generation,
+        )  # fmt: skip
+    found = [c for c in found if c.type != conditions.RECONCILING]
+    update: dict[str, Any] = {"conditions": found}
+    if generation is not None:
+        update["observed_generation"] = generation
+    return status.model_copy(update=update), message
+
+
+def _write_status(
+    runtime: Runtime, key: ResourceKey, status: conditions.Status, *, log: Logger
+) -> None:
+    """Replaces the object's status; never raises (the next pass writes it again)."""
+    document = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    try:
+        runtime.store.write_status(key, document)
+    # Deleted while it was being looked at: there is nobody left to report to.
+    except errors.ResourceNotFound:
+        log.debug("%s is gone; its status is not written", key)
+    # The API server did not answer or refused: the next pass writes the status again.
+    except errors.NebulaError as failure:
+        log.warning("the status of %s was not written: %s", key, failure)
+
+
+def _post(
+    runtime: Runtime,
+    key: ResourceKey,
+    *,
+    type: EventType,
+    reason: str,
+    message: str,
+    uid: str | None,
+    log: Logger,
+) -> None:
+    """Posts an event about the object; never raises."""
+    try:
+        kubernetes_store.post_event(
+            runtime.api,
+            key=key,
+            type=type,
+            reason=reason,
+            message=message,
+            uid=uid,
+            now=runtime.clock(),
+        )
+    # A lost event is a lost log line, not a failed pass.
+    except errors.NebulaError as failure:
+        log.warning("an event about %s was not posted: %s", key, failure)

@@ -102,7 +102,7 @@ class NebulaNodeSpec(base.Spec):
     hardware: HardwareExpectation = pydantic.Field(default_factory=HardwareExpectation)
     """What the machine should at least offer; empty means "whatever it has"."""
     labels: dict[fields.LabelKey, fields.LabelValue] = pydantic.Field(default_factory=dict)
-    """Labels matched by placement nodeSelectors; also set on the Kubernetes Node."""
+    """Labels that placement nodeSelectors match (not copied to the Kubernetes Node)."""
     agent: AgentSettings = pydantic.Field(default_factory=AgentSettings)
     """How the node agent on this machine reports."""
     maintenance: bool = False

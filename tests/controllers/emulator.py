@@ -100,9 +100,11 @@ def _changes_spec(current: Mapping[str, Any], patch: Any) -> bool:
 
 def declare(emulator: kmock.KubernetesEmulator) -> None:
     """The resources the operator needs: namespaces (kopf waits for them, even cluster-wide),
-    events, secrets, CRDs, and every nebula.dev kind with its status subresource."""
+    events, secrets, nodes (the NebulaNode daemon labels them), CRDs, and every nebula.dev
+    kind with its status subresource."""
     core = {"namespaces": ("Namespace", False), "events": ("Event", True)}
     core["secrets"] = ("Secret", True)
+    core["nodes"] = ("Node", False)
     for plural, (kind, namespaced) in core.items():
         emulator.resources[f"v1/{plural}"] = kmock.ResourceInfo(
             kind=kind, namespaced=namespaced, verbs=VERBS
