@@ -25,7 +25,7 @@ import rich.progress
 import nebula
 from nebula import crds, db, errors, manifests, settings
 
-__all__ = ["Command", "main", "run"]
+__all__ = ["Command", "main", "parser", "run"]
 
 EXIT_OK, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 3
 
@@ -46,10 +46,10 @@ class Command(Protocol):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one subcommand and returns its exit code (the console script exits with it)."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    line = parser()
+    args = line.parse_args(argv)
     if not hasattr(args, "run"):
-        parser.print_help()
+        line.print_help()
         return EXIT_INVALID
     run: Callable[[argparse.Namespace], int] = args.run
     try:
@@ -66,12 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """The whole command line: core commands and those the runtimes registered."""
+    line = argparse.ArgumentParser(
         prog="nebula", description="Nebula Command: your homelab, declared in Git."
     )
-    parser.add_argument("--version", action="version", version=f"nebula {nebula.__version__}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    line.add_argument("--version", action="version", version=f"nebula {nebula.__version__}")
+    commands = line.add_subparsers(title="commands", metavar="COMMAND")
 
     validate = commands.add_parser(
         "validate", help="check manifests: every error with file:line and field"
@@ -112,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(command.name, help=command.help)
         command.configure(sub)
         sub.set_defaults(run=command.run)
-    return parser
+    return line
 
 
 # --- validate --------------------------------------------------------------------------------

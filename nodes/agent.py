@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
+import pathlib
 import signal
 import socket
 import sys
@@ -108,15 +110,24 @@ class DatabaseLink:
 class Agent:
     """Probes and reports every ``interval`` seconds until stopped."""
 
-    def __init__(self, *, node: str, interval: float, link: Link) -> None:
-        self.node, self.interval, self._link = node, interval, link
+    def __init__(
+        self,
+        *,
+        node: str,
+        interval: float,
+        link: Link,
+        probe: Callable[[], hardware.Probe] = hardware.probe,
+    ) -> None:
+        self.node, self.interval, self._link, self._probe = node, interval, link, probe
         self.reported = 0  # heartbeats delivered (for tests and the status page)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reports at once, then every interval; a failed report is logged and retried."""
         while not stop.is_set():
             try:
-                beat = await asyncio.to_thread(heartbeat, self.node, self.interval)
+                beat = await asyncio.to_thread(
+                    heartbeat, self.node, self.interval, probe=self._probe
+                )
                 await asyncio.to_thread(self._link.report, beat)
                 self.reported += 1
             # The server or database did not answer: the next heartbeat will try again.
@@ -149,13 +160,20 @@ class AgentCommand:
         )
         parser.add_argument("--token", default=None, help="default: $NEBULA_AGENT_TOKEN")
         parser.add_argument("--interval", default=DEFAULT_INTERVAL, help="default: 15s")
+        parser.add_argument(
+            "--root",
+            type=pathlib.Path,
+            default=pathlib.Path("/"),
+            help="the host's file system (/host in the DaemonSet); default: /",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Prints one heartbeat (--once), or reports until Ctrl-C."""
         node = args.node or default_node_name()
         interval = fields.parse_duration(args.interval).total_seconds()
+        probe = functools.partial(hardware.probe, root=args.root)
         if args.once:
-            _print(heartbeat(node, interval), args.output)
+            _print(heartbeat(node, interval, probe=probe), args.output)
             return 0
         token = args.token or os.environ.get("NEBULA_AGENT_TOKEN")
         if not args.server or not token:
@@ -163,7 +181,7 @@ class AgentCommand:
                 "nebula agent needs --server URL and a token (--token or $NEBULA_AGENT_TOKEN)"
             )
         link = HttpLink(args.server, token)
-        agent = Agent(node=node, interval=interval, link=link)
+        agent = Agent(node=node, interval=interval, link=link, probe=probe)
 
         async def main() -> None:
             stop = asyncio.Event()
