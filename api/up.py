@@ -113,9 +113,9 @@ async def _serve(
 
 
 def _banner(state: local.LocalState, *, host: str, port: int, repo: str | None) -> rich.panel.Panel:
-    repository = repo or str(state.state_dir / "repo")
+    work = local.local_repository(state)[1]
     edit = (
-        f"Edit a file in {repository}, commit, and watch it apply."
+        f"Edit a file in {work}, commit, git push, and watch it apply."
         if repo is None
         else f"Push to {repo}; POST its webhook to /hooks/git to sync at once."
     )

@@ -28,6 +28,7 @@ __all__ = [
     "BOOTSTRAP",
     "LocalState",
     "bootstrap_source",
+    "local_repository",
     "local_state",
     "runtime",
     "stop_on_signals",
@@ -66,6 +67,11 @@ def local_state(config: settings.Settings, *, say: Say = lambda _: None) -> Iter
         yield LocalState(conninfo, store, History(conninfo), EnvironmentSecrets(), state_dir)
 
 
+def local_repository(state: LocalState) -> tuple[pathlib.Path, pathlib.Path]:
+    """The local repository of ``nebula up``: the bare "remote" and the clone to work in."""
+    return state.state_dir / "homelab.git", state.state_dir / "homelab"
+
+
 def bootstrap_source(
     state: LocalState,
     *,
@@ -82,15 +88,15 @@ def bootstrap_source(
     repository, which then replaces its URL.
     """
     if repo is None:
-        repository = state.state_dir / "repo"
-        if not (repository / ".git").exists() and not manifests.is_dir():
+        bare, work = local_repository(state)
+        if not (bare / "HEAD").exists() and not manifests.is_dir():
             raise errors.ConfigurationError(
                 f"{manifests}: no such folder to start a local repository from; "
                 "pass --repo URL or --manifests FOLDER"
             )
-        if local.create_repository(repository, manifests):
-            say(f"made a git repository from {manifests}/ in {repository}")
-        repo, path = f"file://{repository}", "."
+        if local.create_repository(bare, work, manifests):
+            say(f"made a git repository from {manifests}/: work in {work}, push to {bare}")
+        repo, path = f"file://{bare}", "."
     existing = state.store.get(BOOTSTRAP)
     if existing is not None and existing.document["spec"].get("url") == repo:
         return BOOTSTRAP

@@ -28,7 +28,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _until(check: Callable[[], Any], *, timeout: float = 30.0) -> Any:
+def _until(check: Callable[[], Any], *, timeout: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -80,12 +80,13 @@ def test_up_applies_the_example_then_a_commit_and_resumes_after_ctrl_c(
         _until(lambda: _model_size(port, "llama3-1-8b") == "4.9G")
         assert "Traceback" not in httpx.get(f"http://127.0.0.1:{port}/").text
 
-        repository = tmp_path / ".nebula" / "repo"
-        models = repository / "models.yaml"
+        clone = tmp_path / ".nebula" / "homelab"
+        models = clone / "models.yaml"
         models.write_text(models.read_text().replace("size: 4.9G", "size: 6G", 1))
         git = ["git", "-c", "user.name=Ada", "-c", "user.email=ada@example", "commit", "-qam", "x"]
-        subprocess.run(git, cwd=repository, check=True)
-        _until(lambda: _model_size(port, "llama3-1-8b") == "6G", timeout=20)
+        subprocess.run(git, cwd=clone, check=True)
+        subprocess.run(["git", "push", "-q"], cwd=clone, check=True)
+        _until(lambda: _model_size(port, "llama3-1-8b") == "6G")
     finally:
         output = _stop(process)
     assert "Nebula is up" in output and "stopped" in output
