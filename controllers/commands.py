@@ -12,7 +12,9 @@ import argparse
 import asyncio
 import contextlib
 import difflib
+import getpass
 import io
+import os
 import pathlib
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -22,14 +24,23 @@ import rich.markup
 import ruamel.yaml
 
 from controllers import embedded, git_source, local
-from nebula import errors, manifests, settings
+from nebula import changes, errors, manifests, settings
 from nebula.resources import ResourceKey
 from nebula.resources.git_source import GitSource
 from nebula.sources import Mirror
 from nebula.store import Plan, StoredObject, source_id
 from nebula.sync import FileCache, planning, syncing
 
-__all__ = ["PLAN", "SYNC", "PlanCommand", "SyncCommand", "add_state_options"]
+__all__ = [
+    "CHANGE",
+    "PLAN",
+    "SYNC",
+    "ChangeCommand",
+    "PlanCommand",
+    "SyncCommand",
+    "add_state_options",
+    "intent_arguments",
+]
 
 _out = rich.console.Console(highlight=False, soft_wrap=True)
 _err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
@@ -108,11 +119,7 @@ class SyncCommand:
                 return _keep_syncing(state)
             ready = True
             for stored in sources:
-                controller = embedded.GitSourceController(
-                    store=state.store, runs=state.runs, secrets=state.secrets,
-                    state_dir=state.state_dir,
-                )  # fmt: skip
-                step = controller.reconcile(stored, attempt=1)
+                step = local.git_source_controller(state).reconcile(stored, attempt=1)
                 if step.status is not None:
                     state.store.write_status(stored.key, step.status)
                 ready = _report(stored.key, step) and ready
@@ -227,5 +234,97 @@ def _yaml(document: Mapping[str, Any]) -> str:
     return stream.getvalue()
 
 
+def intent_arguments(name: str, pairs: list[str]) -> dict[str, Any]:
+    """An intent's data from ``key=value`` words; ``a.b=c`` nests (``parameters.topic=GPUs``)."""
+    data: dict[str, Any] = {"intent": name}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise errors.ConfigurationError(f"{pair!r}: expected key=value")
+        *outer, last = key.split(".")
+        place = data
+        for part in outer:
+            place = place.setdefault(part, {})
+        place[last] = value
+    return data
+
+
+def _person(given: str | None) -> changes.Person:
+    return changes.Person.parse(given or os.environ.get("NEBULA_USER") or getpass.getuser())
+
+
+class ChangeCommand:
+    """``nebula change``: propose, list, show, approve, reject and rebase change requests."""
+
+    name = "change"
+    help = "change requests: open (an intent), list, show, approve, reject, rebase"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        """Adds the change subcommands."""
+        add_state_options(parser)
+        parser.add_argument("--as", dest="person", help='who you are: "Name <email>"')
+        actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+        opening = actions.add_parser("open", help="propose a change: INTENT key=value ...")
+        opening.add_argument("intent", choices=sorted(changes.INTENTS))
+        opening.add_argument("values", nargs="*", metavar="key=value")
+        listing = actions.add_parser("list", help="the changes, newest first")
+        listing.add_argument("--state", action="append", choices=list(_STATES))
+        for action in ("show", "approve", "reject", "rebase"):
+            one = actions.add_parser(action, help=f"{action} one change")
+            one.add_argument("id", type=int)
+            if action == "reject":
+                one.add_argument("--reason", default="")
+        actions.add_parser("intents", help="what can be proposed, with each intent's fields")
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Does one action; exit 1 when a change could not be made or merged."""
+        if args.action == "intents":
+            for name, schema in changes.intents.schemas().items():
+                fields = ", ".join(k for k in schema.get("properties", {}) if k != "intent")
+                _out.print(f"{name:<24} {fields}", markup=False)
+            return 0
+        with local.local_state(_config(args)) as state:
+            service = local.change_service(state)
+            person = _person(args.person)
+            if args.action == "open":
+                intent = changes.intents.parse(intent_arguments(args.intent, args.values))
+                change = service.open(intent, requester=person, origin="cli")
+            elif args.action == "list":
+                for found in service.store.list(states=args.state):
+                    _out.print(
+                        f"#{found.id:<5} {found.state:<9} {found.title}  "
+                        f"({found.requester}, {found.origin})",
+                        markup=False,
+                    )
+                return 0
+            elif args.action == "approve":
+                change = service.approve(args.id, approver=person)
+            elif args.action == "reject":
+                change = service.reject(args.id, actor=person, reason=args.reason)
+            elif args.action == "rebase":
+                change = service.rebase(args.id, actor=person)
+            else:
+                change = service.store.get(args.id)
+            _print_change(change)
+            return 1 if change.state == "conflict" else 0
+
+
+_STATES = ("open", "approved", "merged", "applied", "rejected", "conflict")
+
+
+def _print_change(change: changes.ChangeRequest) -> None:
+    _out.print(f"#{change.id} {change.state}: {change.title}", markup=False)
+    _out.print(
+        f"  by {change.requester} ({change.origin}), branch {change.branch}, {change.summary}",
+        markup=False,
+    )
+    if change.conflict_files:
+        _out.print(f"  conflicts in: {', '.join(change.conflict_files)}", markup=False)
+    for line in change.diff.splitlines():
+        colour = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1], "default")
+        _out.print(f"  [{colour}]{rich.markup.escape(line)}[/{colour}]")
+
+
 SYNC = SyncCommand()
 PLAN = PlanCommand()
+CHANGE = ChangeCommand()

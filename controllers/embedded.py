@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from controllers import git_source, nebula_node
 from nebula import errors, heartbeats
+from nebula.changes import ChangeStore
 from nebula.resources import ResourceKey
 from nebula.resources.git_source import GitSource, GitSourceStatus
 from nebula.resources.nebula_node import NebulaNode, NebulaNodeStatus
@@ -79,7 +80,9 @@ class GitSourceController:
     """Syncs GitSources; keeps one mirror and one file cache per source."""
 
     kind = "GitSource"
-    channels: tuple[str, ...] = ()
+    # A change request moved (merged, most likely): look at the sources now, not at the next
+    # interval, whichever process merged it.
+    channels: tuple[str, ...] = ("nebula_changes",)
 
     def __init__(
         self,
@@ -88,9 +91,11 @@ class GitSourceController:
         runs: History,
         secrets: Secrets,
         state_dir: pathlib.Path,
+        changes: ChangeStore | None = None,
         clock: Clock = _utcnow,
     ) -> None:
         self._store, self._runs, self._secrets, self._clock = store, runs, secrets, clock
+        self._changes = changes
         self._state_dir = state_dir
         self._caches: dict[ResourceKey, FileCache] = {}
 
@@ -106,6 +111,7 @@ class GitSourceController:
             store=self._store,
             runs=self._runs,
             secrets=self._secrets,
+            changes=self._changes,
             now=self._clock(),
             previous=previous,
             attempt=attempt,

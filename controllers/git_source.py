@@ -16,6 +16,7 @@ import datetime
 from typing import Literal
 
 from nebula import errors
+from nebula.changes import requests, service
 from nebula.resources import conditions, fields
 from nebula.resources.git_source import GitSource, GitSourceStatus
 from nebula.secrets import Secrets
@@ -111,6 +112,7 @@ def reconcile(
     store: base.ResourceStore,
     runs: history.History,
     secrets: Secrets,
+    changes: requests.ChangeStore | None = None,
     # Context.
     now: datetime.datetime,
     previous: GitSourceStatus | None,
@@ -149,6 +151,9 @@ def reconcile(
                 reason = FETCH_FAILED if isinstance(error, errors.SourceRejected) else APPLY_FAILED
                 return _failed(source, status, now, reason, str(error), attempt, transient=False)
             revision = result.revision
+            # Merged change requests that the store now holds are applied.
+            if changes is not None and result.result != "failed":
+                service.follow(changes, source=name, revision=revision.commit, mirror=mirror)
             # Nothing to do on a revision already applied: no history row, no status change,
             # no event; polling an unchanged repository writes nothing at all.
             ready = conditions.find(status.conditions, conditions.READY)

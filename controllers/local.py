@@ -16,11 +16,12 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from controllers import embedded
-from nebula import db, errors, heartbeats, settings
+from controllers import embedded, git_source
+from nebula import changes, db, errors, heartbeats, settings
 from nebula.resources import API_VERSION, ResourceKey
+from nebula.resources.git_source import GitSource
 from nebula.secrets import EnvironmentSecrets
-from nebula.sources import local
+from nebula.sources import Mirror, local
 from nebula.store import PostgresStore
 from nebula.sync import History
 
@@ -28,6 +29,8 @@ __all__ = [
     "BOOTSTRAP",
     "LocalState",
     "bootstrap_source",
+    "change_service",
+    "git_source_controller",
     "local_repository",
     "local_state",
     "runtime",
@@ -118,13 +121,22 @@ def runtime(state: LocalState) -> embedded.EmbeddedRuntime:
     is added here.
     """
     controllers: list[embedded.Controller] = [
-        embedded.GitSourceController(
-            store=state.store, runs=state.runs, secrets=state.secrets, state_dir=state.state_dir
-        ),
+        git_source_controller(state),
         embedded.NebulaNodeController(beats=heartbeats.HeartbeatStore(state.conninfo)),
     ]
     return embedded.EmbeddedRuntime(
         conninfo=state.conninfo, store=state.store, controllers=controllers
+    )
+
+
+def git_source_controller(state: LocalState) -> embedded.GitSourceController:
+    """The GitSource controller over this machine's state (merged changes follow to applied)."""
+    return embedded.GitSourceController(
+        store=state.store,
+        runs=state.runs,
+        secrets=state.secrets,
+        state_dir=state.state_dir,
+        changes=changes.ChangeStore(state.conninfo),
     )
 
 
@@ -135,3 +147,24 @@ def stop_on_signals() -> asyncio.Event:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     return stop
+
+
+def change_service(
+    state: LocalState, *, merged: Callable[[GitSource], None] | None = None
+) -> changes.ChangeService:
+    """The change requests of the bootstrap GitSource (what ``nebula up`` syncs from).
+
+    ``merged`` hears of every merge (the runtime's trigger, so the sync applies it at once).
+    Raises ResourceNotFound when there is no bootstrap source yet (``nebula up`` makes it).
+    """
+    stored = state.store.get(BOOTSTRAP)
+    if stored is None:
+        raise errors.ResourceNotFound(f"{BOOTSTRAP} does not exist: run `nebula up` first")
+    source = GitSource.model_validate(embedded.resource_of(stored))
+    return changes.ChangeService(
+        conninfo=state.conninfo,
+        source=source,
+        mirror=Mirror(state.state_dir / "changes.git"),
+        credentials=git_source.credentials(source, state.secrets),
+        merged=merged,
+    )

@@ -11,6 +11,8 @@ queue, CLI exit codes); the core raises them and never turns them into strings t
         ├── ManifestError                 one bad manifest: file, line, column, field path
         │   └── (collected in) InvalidManifests   every error of a set, nothing applied
         ├── ResourceNotFound              a named resource or field is not declared
+        ├── NothingToChange               a proposed change is already how things are
+        ├── InvalidChange                 a proposed change would make the manifests invalid
         ├── SourceRejected                the git remote refused: credentials, missing ref
         ├── OwnershipConflict             an object belongs to another GitSource
         ├── ConfigurationError            settings or command-line input are wrong
@@ -25,10 +27,12 @@ import dataclasses
 
 __all__ = [
     "ConfigurationError",
+    "InvalidChange",
     "InvalidManifests",
     "ManifestError",
     "MigrationError",
     "NebulaError",
+    "NothingToChange",
     "OwnershipConflict",
     "PermanentError",
     "ResourceNotFound",
@@ -105,6 +109,18 @@ class SourceRejected(PermanentError):
 
 class OwnershipConflict(PermanentError):
     """An object the sync would apply is already managed by another GitSource."""
+
+
+class NothingToChange(PermanentError):
+    """A proposed change would change nothing: the desired state already says so."""
+
+
+class InvalidChange(PermanentError):
+    """A proposed change would make the manifests invalid; ``errors`` says where and why."""
+
+    def __init__(self, message: str, errors: list[ManifestError]) -> None:
+        super().__init__(message + ": " + "; ".join(str(e) for e in errors[:5]))
+        self.errors = errors
 
 
 class ResourceNotFound(PermanentError):

@@ -37,7 +37,7 @@ import pygit2.enums
 from nebula import errors
 from nebula.resources.git_source import GitRef
 
-__all__ = ["DEFAULT_TIMEOUT", "Credentials", "File", "Mirror", "Revision"]
+__all__ = ["DEFAULT_TIMEOUT", "Credentials", "File", "Mirror", "PushRefused", "Revision"]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 DEFAULT_TIMEOUT = 60.0
@@ -56,6 +56,10 @@ _NO_REPOSITORY = ("does not appear to be a git repository", "repository not foun
 # libgit2's error classes (git_error_t) that pygit2 has no enum for.
 _ERROR_REPOSITORY = 6
 _ERROR_HTTP = 34
+
+
+class PushRefused(errors.PermanentError):
+    """The remote refused a pushed ref: not a fast-forward (someone pushed first), or a hook."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +168,54 @@ class Mirror:
             advertised = {head.name: head.oid for head in heads if head.name}
             return _resolve(repo, ref, advertised, shown.url)
 
+    @contextlib.contextmanager
+    def writing(self) -> collections.abc.Iterator[pygit2.Repository]:
+        """The mirror's repository, to build commits and refs in; no fetch or push meanwhile."""
+        with self._lock:
+            yield self._repository()
+
+    def push(
+        self,
+        url: str,
+        refspecs: list[str],
+        credentials: Credentials | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        """Pushes local refs of the mirror to ``url`` (``refs/heads/x:refs/heads/y``).
+
+        A ``+`` prefix forces. Raises :class:`PushRefused` when the remote refuses a ref (not a
+        fast-forward: someone pushed first), and the fetch errors otherwise.
+        """
+        given = credentials or Credentials()
+        shown = _Masker(url, given)
+        with self._lock:
+            repo = self._repository()
+            local = _local_path(url)
+            remote = repo.remotes.create_anonymous(local.as_uri() if local else url)
+            ssh = _is_ssh(url)
+            callbacks = _Callbacks(given, shown, ssh=ssh)
+            known_hosts = given.known_hosts if ssh else None
+            started = time.monotonic()
+            failure: errors.NebulaError | None = None
+            with _OPTIONS.applied(timeout=timeout, known_hosts=known_hosts):
+                try:
+                    remote.push(refspecs, callbacks=callbacks)
+                except pygit2.GitError as error:
+                    text = shown(str(error).strip())
+                    if "non-fastforward" in text.replace("-", "").replace(" ", "").lower():
+                        failure = PushRefused(f"pushing to {shown.url} was refused: {text}")
+                    else:
+                        waited = time.monotonic() - started >= timeout
+                        failure = _fetch_error(
+                            shown, GitRef(branch=refspecs[0].rsplit("/", 1)[-1]), error,
+                            timed_out=waited, timeout=timeout,
+                        )  # fmt: skip
+            if failure is None and callbacks.refused:
+                failure = PushRefused(f"pushing to {shown.url} was refused: {callbacks.refused}")
+            if failure is not None:
+                raise failure
+
     def files(self, commit: str, path: str = ".") -> list[File]:
         """The manifest files of a commit under ``path``, sorted, hidden ones skipped.
 
@@ -217,6 +269,12 @@ class _Callbacks(pygit2.RemoteCallbacks):
         self._shown = shown
         self._ssh = ssh
         self._tries = 0
+        self.refused = ""  # what the remote said when it refused a pushed ref
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        # Called once per pushed ref; a message means the remote refused it.
+        if message:
+            self.refused = f"{refname}: {message}"
 
     def credentials(
         self,

@@ -1,0 +1,326 @@
+"""Intents: the small, typed vocabulary of changes a person, a bot or a pipeline may propose.
+
+Pure data, no I/O. Each intent names the resource it changes (:attr:`Intent.target`), says what
+it does in one line (:meth:`Intent.title`) and edits that resource's document in place with the
+round-trip editor (:meth:`Intent.edit`), so a commit shows only the lines that changed. The
+vocabulary is introspectable (:data:`INTENTS`, :func:`schemas`): a chat bot or a model can be
+offered exactly these, each with its JSON schema. No intent touches secrets or credentials.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Annotated, Any, ClassVar, Literal
+
+import pydantic
+
+from nebula import errors
+from nebula.manifests import editing
+from nebula.resources import ResourceKey, base, bot_config, fields
+
+__all__ = [
+    "INTENTS",
+    "AddModelToNode",
+    "AnyIntent",
+    "Intent",
+    "LabelNode",
+    "RemoveModelFromNode",
+    "RunPipeline",
+    "ScaleService",
+    "SetServiceImage",
+    "ToggleBotFeature",
+    "parse",
+    "schemas",
+]
+
+
+class Intent(base.Model, abc.ABC):
+    """Base of every intent: which resource it changes and how."""
+
+    intent: str
+    kind: ClassVar[str]
+    """The kind of resource the intent changes."""
+
+    @property
+    @abc.abstractmethod
+    def target(self) -> ResourceKey:
+        """The resource the intent edits."""
+
+    @abc.abstractmethod
+    def title(self) -> str:
+        """What the change does, as the first line of its commit and its title."""
+
+    @abc.abstractmethod
+    def edit(self, document: editing.Document) -> None:
+        """Changes the target's document in place; raises NothingToChange when already so."""
+
+
+class _Namespaced(Intent):
+    namespace: fields.DnsLabel = "default"
+    """The namespace of the resource; default: default."""
+
+
+class AddModelToNode(_Namespaced):
+    """Place a model on one more node."""
+
+    intent: Literal["add-model-to-node"] = "add-model-to-node"
+    kind: ClassVar[str] = "NebulaModel"
+    model: fields.DnsSubdomain
+    """The NebulaModel to place."""
+    node: fields.DnsSubdomain
+    """The NebulaNode to place it on."""
+
+    @property
+    def target(self) -> ResourceKey:
+        """The model."""
+        return ResourceKey(self.kind, self.namespace, self.model)
+
+    def title(self) -> str:
+        """E.g. ``Add model llama3-1-8b to node windows-vm``."""
+        return f"Add model {self.model} to node {self.node}"
+
+    def edit(self, document: editing.Document) -> None:
+        """Appends the node to ``spec.placement.nodes``."""
+        if not editing.add_to_list(document, ["spec", "placement", "nodes"], self.node):
+            raise errors.NothingToChange(f"model {self.model} is already placed on {self.node}")
+
+
+class RemoveModelFromNode(_Namespaced):
+    """Take a model off a node."""
+
+    intent: Literal["remove-model-from-node"] = "remove-model-from-node"
+    kind: ClassVar[str] = "NebulaModel"
+    model: fields.DnsSubdomain
+    """The NebulaModel to take off."""
+    node: fields.DnsSubdomain
+    """The NebulaNode to take it off."""
+
+    @property
+    def target(self) -> ResourceKey:
+        """The model."""
+        return ResourceKey(self.kind, self.namespace, self.model)
+
+    def title(self) -> str:
+        """E.g. ``Remove model llama3-1-8b from node windows-vm``."""
+        return f"Remove model {self.model} from node {self.node}"
+
+    def edit(self, document: editing.Document) -> None:
+        """Removes the node from ``spec.placement.nodes``."""
+        try:
+            removed = editing.remove_from_list(document, ["spec", "placement", "nodes"], self.node)
+        # The model names no nodes at all.
+        except errors.ResourceNotFound:
+            removed = False
+        if not removed:
+            raise errors.NothingToChange(f"model {self.model} is not placed on {self.node}")
+
+
+class SetServiceImage(_Namespaced):
+    """Run a service from another image (a new version)."""
+
+    intent: Literal["set-service-image"] = "set-service-image"
+    kind: ClassVar[str] = "NebulaService"
+    service: fields.DnsLabel
+    """The NebulaService."""
+    image: fields.ImageRef
+    """The image to run, e.g. ghcr.io/acme/dashboard:1.5.0."""
+
+    @property
+    def target(self) -> ResourceKey:
+        """The service."""
+        return ResourceKey(self.kind, self.namespace, self.service)
+
+    def title(self) -> str:
+        """E.g. ``Set the image of dashboard to ghcr.io/acme/dashboard:1.5.0``."""
+        return f"Set the image of {self.service} to {self.image}"
+
+    def edit(self, document: editing.Document) -> None:
+        """Sets ``spec.image``."""
+        if document.get("spec", {}).get("image") == self.image:
+            raise errors.NothingToChange(f"{self.service} already runs {self.image}")
+        editing.set_path(document, ["spec", "image"], self.image)
+
+
+class ScaleService(_Namespaced):
+    """Run more or fewer copies of a service."""
+
+    intent: Literal["scale-service"] = "scale-service"
+    kind: ClassVar[str] = "NebulaService"
+    service: fields.DnsLabel
+    """The NebulaService."""
+    replicas: int = pydantic.Field(ge=0, le=50)
+    """How many copies to run (0 stops it)."""
+
+    @property
+    def target(self) -> ResourceKey:
+        """The service."""
+        return ResourceKey(self.kind, self.namespace, self.service)
+
+    def title(self) -> str:
+        """E.g. ``Scale dashboard to 2 replicas``."""
+        return f"Scale {self.service} to {self.replicas} replica{'s' if self.replicas != 1 else ''}"
+
+    def edit(self, document: editing.Document) -> None:
+        """Sets ``spec.replicas``."""
+        if document.get("spec", {}).get("replicas", 1) == self.replicas:
+            raise errors.NothingToChange(f"{self.service} already runs {self.replicas}")
+        editing.set_path(document, ["spec", "replicas"], self.replicas)
+
+
+class ToggleBotFeature(_Namespaced):
+    """Switch a Discord bot feature on or off, in one guild or all of them."""
+
+    intent: Literal["toggle-bot-feature"] = "toggle-bot-feature"
+    kind: ClassVar[str] = "BotConfig"
+    bot_config: fields.DnsSubdomain
+    """The BotConfig."""
+    feature: str
+    """The feature as written in YAML, e.g. streamNotifications."""
+    enabled: bool
+    """On or off."""
+    guild: fields.Snowflake | None = None
+    """Only this guild; None: every guild of the bot."""
+
+    @pydantic.field_validator("feature")
+    @classmethod
+    def _known_feature(cls, value: str) -> str:
+        if value not in bot_config.FEATURES:
+            raise ValueError(f"unknown feature {value!r}: one of {', '.join(bot_config.FEATURES)}")
+        return value
+
+    @property
+    def target(self) -> ResourceKey:
+        """The bot configuration."""
+        return ResourceKey(self.kind, self.namespace, self.bot_config)
+
+    def title(self) -> str:
+        """E.g. ``Turn tickets on in guild 123…`` or ``… in every guild``."""
+        where = f"in guild {self.guild}" if self.guild else "in every guild"
+        return f"Turn {self.feature} {'on' if self.enabled else 'off'} {where}"
+
+    def edit(self, document: editing.Document) -> None:
+        """Sets ``features.<feature>.enabled`` of the chosen guilds."""
+        guilds = document.get("spec", {}).get("discord", {}).get("guilds") or []
+        chosen = [i for i, g in enumerate(guilds) if self.guild in (None, str(g.get("id")))]
+        if not chosen:
+            raise errors.ResourceNotFound(f"{self.bot_config} serves no guild {self.guild}")
+        changed = False
+        for index in chosen:
+            path: list[str | int] = [
+                "spec", "discord", "guilds", index, "features", self.feature, "enabled"
+            ]  # fmt: skip
+            feature = guilds[index].get("features", {}).get(self.feature, {})
+            if bool(feature.get("enabled", False)) != self.enabled:
+                editing.set_path(document, path, self.enabled)
+                changed = True
+        if not changed:
+            state = "on" if self.enabled else "off"
+            raise errors.NothingToChange(f"{self.feature} is already {state} there")
+
+
+class LabelNode(Intent):
+    """Set or remove a label of a node (placement selects nodes by label)."""
+
+    intent: Literal["label-node"] = "label-node"
+    kind: ClassVar[str] = "NebulaNode"
+    node: fields.DnsSubdomain
+    """The NebulaNode."""
+    key: fields.LabelKey
+    """The label's key."""
+    value: fields.LabelValue | None = None
+    """The label's value; None removes the label."""
+
+    @property
+    def target(self) -> ResourceKey:
+        """The node (cluster-scoped)."""
+        return ResourceKey(self.kind, None, self.node)
+
+    def title(self) -> str:
+        """E.g. ``Label node home-ubuntu gpu=rtx-3090`` or ``Remove label gpu from …``."""
+        if self.value is None:
+            return f"Remove label {self.key} from node {self.node}"
+        return f"Label node {self.node} {self.key}={self.value}"
+
+    def edit(self, document: editing.Document) -> None:
+        """Sets or deletes ``spec.labels.<key>``."""
+        labels = document.get("spec", {}).get("labels") or {}
+        if labels.get(self.key) == self.value:
+            raise errors.NothingToChange(f"node {self.node} already has {self.key}={self.value}")
+        if self.value is None:
+            del labels[self.key]
+        else:
+            editing.set_path(document, ["spec", "labels", self.key], self.value)
+
+
+class RunPipeline(_Namespaced):
+    """Ask for a run of a pipeline, with parameters (the runner starts it once applied)."""
+
+    intent: Literal["run-pipeline"] = "run-pipeline"
+    kind: ClassVar[str] = "Pipeline"
+    pipeline: fields.DnsSubdomain
+    """The Pipeline."""
+    parameters: dict[str, str] = pydantic.Field(default_factory=dict)
+    """Values for the pipeline's parameters."""
+    requested_at: str
+    """When the run was asked for (ISO 8601); a new value is a new run."""
+
+    @property
+    def target(self) -> ResourceKey:
+        """The pipeline."""
+        return ResourceKey(self.kind, self.namespace, self.pipeline)
+
+    def title(self) -> str:
+        """E.g. ``Run pipeline daily-content (topic=GPUs)``."""
+        given = ", ".join(f"{k}={v}" for k, v in sorted(self.parameters.items()))
+        return f"Run pipeline {self.pipeline}" + (f" ({given})" if given else "")
+
+    def edit(self, document: editing.Document) -> None:
+        """Stamps the run request as annotations of the pipeline."""
+        editing.set_path(
+            document, ["metadata", "annotations", "nebula.dev/run-requested-at"], self.requested_at
+        )
+        for name, value in sorted(self.parameters.items()):
+            editing.set_path(document, ["metadata", "annotations", f"nebula.dev/run.{name}"], value)
+
+
+AnyIntent = Annotated[
+    AddModelToNode
+    | RemoveModelFromNode
+    | SetServiceImage
+    | ScaleService
+    | ToggleBotFeature
+    | LabelNode
+    | RunPipeline,
+    pydantic.Field(discriminator="intent"),
+]
+"""Any intent, told apart by its ``intent`` field."""
+
+INTENTS: dict[str, type[Intent]] = {
+    cls.model_fields["intent"].default: cls
+    for cls in (
+        AddModelToNode,
+        RemoveModelFromNode,
+        SetServiceImage,
+        ScaleService,
+        ToggleBotFeature,
+        LabelNode,
+        RunPipeline,
+    )
+}
+"""Every intent by name, in the order they are offered."""
+
+_ADAPTER: pydantic.TypeAdapter[AnyIntent] = pydantic.TypeAdapter(AnyIntent)
+
+
+def parse(data: Any) -> Intent:
+    """An intent from JSON-like data (``{"intent": "scale-service", ...}``).
+
+    Raises pydantic's ValidationError naming the field when the data does not fit.
+    """
+    found: Intent = _ADAPTER.validate_python(data)
+    return found
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """Every intent's JSON schema, by name: what a bot or a model may be offered as tools."""
+    return {name: cls.model_json_schema(by_alias=True) for name, cls in INTENTS.items()}
