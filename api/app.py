@@ -2,8 +2,15 @@
 
 Called by the runtimes (``nebula up`` in the embedded runtime, the web Deployment on k3s) and
 by the tests, each with its own store, history, trigger and secrets. It mounts the routers
-with their prefixes and tags and the stylesheet; it opens nothing, reads no environment
-variable and keeps nothing at module level, so two apps never share state.
+with their prefixes and tags, the stylesheet, and the authentication of :mod:`api.auth`; it
+opens nothing, reads no environment variable and keeps nothing at module level, so two apps
+never share state.
+
+With ``users`` the app is closed: everything but ``/login``, ``/healthz``, ``/hooks/git``,
+``/api/v1/agents/heartbeat`` and ``/static`` needs a signed-in user or an API token (viewer at
+least), and forms need their CSRF token. Without (``users=None``: the tests, a single-user
+``nebula up`` without a users file) it is open: everyone is an admin named ``anonymous``, and
+only cross-site form posts are refused. Bind an open app to localhost only.
 """
 
 from __future__ import annotations
@@ -15,9 +22,10 @@ import fastapi.middleware.gzip
 import fastapi.responses
 import fastapi.staticfiles
 
-from api import deps, templating
-from api.routes import agents, health, hooks, overview, resources, sync
+from api import auth, deps, templating
+from api.routes import agents, health, hooks, login, overview, resources, sync
 from nebula import errors
+from nebula.auth import Sessions, Users
 from nebula.heartbeats import HeartbeatStore
 from nebula.secrets import Secrets
 from nebula.store import ResourceStore
@@ -53,10 +61,19 @@ def create_app(
     secrets: Secrets,
     heartbeats: HeartbeatStore | None = None,
     agent_token: str | None = None,
+    # Who may use the app; None (both): open to everyone, as an admin. Sessions are opened and
+    # closed by the runtime, like the store.
+    users: Users | None = None,
+    sessions: Sessions | None = None,
     # Presentation.
     title: str = "Nebula Command",
 ) -> fastapi.FastAPI:
-    """A new app serving the status page, the JSON API, the git webhook and the probe."""
+    """A new app serving the status page, the JSON API, the git webhook and the probe.
+
+    Raises :class:`~nebula.errors.ConfigurationError` for ``users`` without ``sessions``.
+    """
+    if users is not None and sessions is None:
+        raise errors.ConfigurationError("an app with users needs a session store (sessions=)")
     app = fastapi.FastAPI(
         title=title,
         summary="GitOps for a homelab: read views of every kind and of the sync history.",
@@ -64,23 +81,33 @@ def create_app(
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url="/api/docs",
         redoc_url=None,
+        # Every route, present and future, checks CSRF; the gate below identifies the caller.
+        dependencies=[fastapi.Depends(auth.check_csrf)],
     )
+    templates = templating.templates()
+    auth.install_template_globals(templates.env)
     app.state.services = deps.Services(
         store=store,
         runs=runs,
         trigger=trigger,
         secrets=secrets,
-        templates=templating.templates(),
+        templates=templates,
         heartbeats=heartbeats,
         agent_token=agent_token,
+        users=users,
+        sessions=sessions,
     )
     app.add_exception_handler(errors.TransientError, _transient)
     app.include_router(overview.router, tags=["pages"])
+    app.include_router(login.router, tags=["pages"])
     app.include_router(resources.router, prefix=f"{API_PREFIX}/resources", tags=["resources"])
     app.include_router(sync.router, prefix=f"{API_PREFIX}/sync-runs", tags=["sync"])
     app.include_router(hooks.router, prefix="/hooks", tags=["webhooks"])
     app.include_router(agents.router, prefix=f"{API_PREFIX}/agents", tags=["agents"])
     app.include_router(health.router, tags=["health"])
+    # A middleware, not a router dependency: it also guards the docs, the OpenAPI document
+    # and anything mounted later; new routes are closed unless listed in auth.PUBLIC.
+    app.add_middleware(auth.Gate, users=users, sessions=sessions, api_prefix=API_PREFIX)
     # The overview of a large homelab is hundreds of KiB of repetitive HTML; gzip makes it tens.
     app.add_middleware(fastapi.middleware.gzip.GZipMiddleware, minimum_size=1024, compresslevel=6)
     app.mount(

@@ -14,6 +14,7 @@ from typing import Annotated
 import fastapi
 import starlette.templating
 
+import nebula.auth
 import nebula.heartbeats
 import nebula.secrets
 import nebula.store
@@ -48,6 +49,9 @@ class Services:
     heartbeats: nebula.heartbeats.HeartbeatStore | None = None
     # The bearer token remote agents present; None: no remote agent may report.
     agent_token: str | None = None
+    # Who may sign in, and where their sessions are kept; both None on an open app (no users).
+    users: nebula.auth.Users | None = None
+    sessions: nebula.auth.Sessions | None = None
 
 
 def get_services(request: fastapi.Request) -> Services:

@@ -1,7 +1,9 @@
 """The web runtime over real services: an app on a migrated PostgreSQL store and its history.
 
 Only the sync trigger is substituted, at its seam (the ``SyncTrigger`` protocol): the recording
-trigger notes which GitSources were asked to sync, which is all a webhook may do.
+trigger notes which GitSources were asked to sync, which is all a webhook may do. ``app`` is
+open (no users, as the tests and a single-user ``nebula up`` run it); ``guarded_app`` has the
+users of :data:`PASSWORDS` and the API tokens of :data:`TOKENS`, with sessions in the database.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import httpx
 import pytest
 
 import api
-from nebula import db, heartbeats
+from nebula import auth, db, heartbeats
 from nebula.resources import ResourceKey, conditions
 from nebula.secrets import EnvironmentSecrets, environment_variable
 from nebula.store import PostgresStore
@@ -28,6 +30,18 @@ GITLAB_TOKEN = "gitlab-token-of-the-test-source"
 """The token GitLab sends for the test sources."""
 OTHER_SECRET = "a-secret-of-another-source"
 NOW = datetime.datetime(2026, 5, 15, 12, 0, tzinfo=datetime.UTC)
+PASSWORDS = {
+    "ada": "ada administers the whole lab",
+    "abe": "abe approves what is proposed",
+    "vera": "vera only views the pages",
+}
+"""The password of each user of ``guarded_app``: Ada is admin, Abe approver, Vera viewer."""
+ROLES = {"ada": auth.Role.ADMIN, "abe": auth.Role.APPROVER, "vera": auth.Role.VIEWER}
+TOKENS = {
+    "ci": ("ci-token-0123456789abcdef0123456789abcdef", auth.Role.APPROVER),
+    "dashboard": ("dashboard-token-fedcba9876543210fedcba98", auth.Role.VIEWER),
+}
+"""The API tokens of ``guarded_app``: name -> (token, role)."""
 
 
 @dataclasses.dataclass
@@ -111,6 +125,64 @@ def app(
 async def client(app: fastapi.FastAPI) -> collections.abc.AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to ``app`` in-process."""
     transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://nebula.test") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def users() -> auth.Users:
+    """Ada, Abe and Vera with the passwords of :data:`PASSWORDS`, and the tokens of :data:`TOKENS`.
+
+    Session-wide: hashing with argon2 is slow on purpose, and the object never changes.
+    """
+    return auth.Users(
+        logins=[
+            auth.Login(name, auth.hash_password(password), ROLES[name])
+            for name, password in PASSWORDS.items()
+        ],
+        tokens=[
+            auth.ApiToken(name, auth.hash_token(token), role)
+            for name, (token, role) in TOKENS.items()
+        ],
+        source="tests/api/conftest.py",
+    )
+
+
+@pytest.fixture
+def sessions(database: str, store: PostgresStore) -> collections.abc.Iterator[auth.Sessions]:
+    """The session store of the test database (migrated with the store)."""
+    with auth.Sessions(database) as opened:
+        yield opened
+
+
+@pytest.fixture
+def guarded_app(
+    store: PostgresStore,
+    runs: History,
+    trigger: RecordingTrigger,
+    secrets: EnvironmentSecrets,
+    beats: heartbeats.HeartbeatStore,
+    users: auth.Users,
+    sessions: auth.Sessions,
+) -> fastapi.FastAPI:
+    """The web app with users: closed to the anonymous, as a server with a users file runs."""
+    return api.create_app(
+        store=store,
+        runs=runs,
+        trigger=trigger,
+        secrets=secrets,
+        heartbeats=beats,
+        users=users,
+        sessions=sessions,
+    )
+
+
+@pytest.fixture
+async def guarded_client(
+    guarded_app: fastapi.FastAPI,
+) -> collections.abc.AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of ``guarded_app``, signed in as nobody yet; it keeps its cookies."""
+    transport = httpx.ASGITransport(app=guarded_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://nebula.test") as client:
         yield client
 
