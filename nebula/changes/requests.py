@@ -34,7 +34,7 @@ LIVE: tuple[State, ...] = ("open", "approved", "conflict")
 _COLUMNS = (
     "id, title, intent, requester, origin, source, target_branch, branch, file, base_revision,"
     " head_revision, merge_revision, diff, state, conflict_files, decided_by, reason,"
-    " idempotency_key, created_at, updated_at"
+    " idempotency_key, reply_to, created_at, updated_at"
 )
 
 
@@ -60,6 +60,8 @@ class ChangeRequest:
     decided_by: str | None
     reason: str | None
     idempotency_key: str
+    reply_to: str | None
+    """Where a bot reports the change's moves (``discord:<guild>/<channel>``); None otherwise."""
     created_at: datetime.datetime
     updated_at: datetime.datetime
 
@@ -143,6 +145,15 @@ class ChangeStore:
             where.append("source = %s")
             params.append(source)
         return self._many(" AND ".join(where), (*params, limit), tail=" ORDER BY id DESC LIMIT %s")
+
+    def opened_since(self, requester: str, since: datetime.datetime) -> int:
+        """How many changes ``requester`` opened since then (a rate limit counts these)."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM change_requests WHERE requester = %s AND created_at >= %s",
+                (requester, since),
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def move(
         self, change: int, *, leaving: Sequence[State], to: State, **fields: Any

@@ -89,11 +89,17 @@ class ChangeService:
     # --- Opening -------------------------------------------------------------------------
 
     def open(
-        self, intent: intents.Intent, *, requester: Person, origin: requests.Origin
+        self,
+        intent: intents.Intent,
+        *,
+        requester: Person,
+        origin: requests.Origin,
+        reply_to: str | None = None,
     ) -> requests.ChangeRequest:
         """A change for the intent, committed and pushed on its own branch; waits for approval.
 
-        The same request (requester, intent) while it still waits returns the same change.
+        ``reply_to`` says where a bot reports the change's moves (the chat channel it was asked
+        in). The same request (requester, intent) while it still waits returns the same change.
         Raises ResourceNotFound (no such resource under the source's folder), NothingToChange,
         InvalidChange (with every manifest error) and the git errors of fetching and pushing.
         """
@@ -113,7 +119,7 @@ class ChangeService:
                 target_branch=self._branch, branch=branch, file=path,
                 base_revision=head.commit, head_revision=commit, merge_revision=None,
                 diff=_diff(path, before, after), state="open", conflict_files=[],
-                decided_by=None, reason=None, idempotency_key=key,
+                decided_by=None, reason=None, idempotency_key=key, reply_to=reply_to,
                 created_at=head.time, updated_at=head.time,
             )
         )  # fmt: skip
