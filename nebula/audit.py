@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import psycopg.types.json
 
-from nebula import errors
+from nebula import db
 
 __all__ = ["Entry", "entries", "record"]
 
@@ -31,14 +31,6 @@ class Entry:
     detail: Mapping[str, Any]
 
 
-def _connect(conninfo: str) -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(conninfo, autocommit=True)
-    # PostgreSQL is down or refuses the connection.
-    except psycopg.OperationalError as error:
-        raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
-
-
 def record(
     conninfo: str,
     *,
@@ -48,7 +40,7 @@ def record(
     detail: Mapping[str, Any] | None = None,
 ) -> None:
     """Adds one entry (``actor`` did ``action`` to ``subject``), dated by the database."""
-    with _connect(conninfo) as conn:
+    with db.connect(conninfo) as conn:
         conn.execute(
             "INSERT INTO audit_log (actor, action, subject, detail) VALUES (%s, %s, %s, %s)",
             (actor, action, subject, psycopg.types.json.Jsonb(dict(detail or {}))),
@@ -58,7 +50,7 @@ def record(
 def entries(conninfo: str, *, subject: str | None = None, limit: int = 100) -> list[Entry]:
     """The newest entries first, of one subject (``change/42``) or of all."""
     where, params = ("WHERE subject = %s", (subject, limit)) if subject else ("", (limit,))
-    with _connect(conninfo) as conn:
+    with db.connect(conninfo) as conn:
         rows = conn.execute(
             f"SELECT at, actor, action, subject, detail FROM audit_log {where}"
             " ORDER BY at DESC, id DESC LIMIT %s",

@@ -17,7 +17,7 @@ import psycopg
 import psycopg.types.json
 import pydantic
 
-from nebula import errors
+from nebula import db
 from nebula.resources import base
 from nebula.resources.nebula_node import Hardware, NebulaNode
 
@@ -76,11 +76,7 @@ class HeartbeatStore:
         self._conninfo = conninfo
 
     def _connect(self) -> psycopg.Connection[Any]:
-        try:
-            return psycopg.connect(self._conninfo, autocommit=True)
-        # PostgreSQL is down or refuses the connection.
-        except psycopg.OperationalError as error:
-            raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
+        return db.connect(self._conninfo)
 
     def record(self, heartbeat: Heartbeat, *, received_at: datetime.datetime | None = None) -> None:
         """Keeps a heartbeat as its agent's latest; ``received_at`` defaults to the server's now."""

@@ -60,20 +60,23 @@ class _Namespaced(Intent):
     """The namespace of the resource; default: default."""
 
 
-class AddModelToNode(_Namespaced):
-    """Place a model on one more node."""
-
-    intent: Literal["add-model-to-node"] = "add-model-to-node"
+class _ModelOnNode(_Namespaced):
     kind: ClassVar[str] = "NebulaModel"
     model: fields.DnsSubdomain
-    """The NebulaModel to place."""
+    """The NebulaModel."""
     node: fields.DnsSubdomain
-    """The NebulaNode to place it on."""
+    """The NebulaNode."""
 
     @property
     def target(self) -> ResourceKey:
         """The model."""
         return ResourceKey(self.kind, self.namespace, self.model)
+
+
+class AddModelToNode(_ModelOnNode):
+    """Place a model on one more node."""
+
+    intent: Literal["add-model-to-node"] = "add-model-to-node"
 
     def title(self) -> str:
         """E.g. ``Add model llama3-1-8b to node windows-vm``."""
@@ -85,20 +88,10 @@ class AddModelToNode(_Namespaced):
             raise errors.NothingToChange(f"model {self.model} is already placed on {self.node}")
 
 
-class RemoveModelFromNode(_Namespaced):
+class RemoveModelFromNode(_ModelOnNode):
     """Take a model off a node."""
 
     intent: Literal["remove-model-from-node"] = "remove-model-from-node"
-    kind: ClassVar[str] = "NebulaModel"
-    model: fields.DnsSubdomain
-    """The NebulaModel to take off."""
-    node: fields.DnsSubdomain
-    """The NebulaNode to take it off."""
-
-    @property
-    def target(self) -> ResourceKey:
-        """The model."""
-        return ResourceKey(self.kind, self.namespace, self.model)
 
     def title(self) -> str:
         """E.g. ``Remove model llama3-1-8b from node windows-vm``."""

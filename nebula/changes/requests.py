@@ -19,7 +19,7 @@ import psycopg
 import psycopg.rows
 import psycopg.types.json
 
-from nebula import errors
+from nebula import db, errors
 
 __all__ = ["CHANNEL", "LIVE", "ChangeRequest", "ChangeStore", "Origin", "State"]
 
@@ -86,11 +86,7 @@ class ChangeStore:
         return self._conninfo
 
     def _connect(self) -> psycopg.Connection[Any]:
-        try:
-            return psycopg.connect(self._conninfo, autocommit=True)
-        # PostgreSQL is down or refuses the connection.
-        except psycopg.OperationalError as error:
-            raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
+        return db.connect(self._conninfo)
 
     def next_id(self) -> int:
         """A new change's number, before its row exists (the branch is named after it)."""

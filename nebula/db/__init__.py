@@ -5,7 +5,16 @@ The runtimes call ``migrate`` at start-up and the CLI reports ``status``; the SQ
 nothing here opens a connection at import time.
 """
 
+from nebula.db.connecting import connect
 from nebula.db.embedded import embedded_postgres
 from nebula.db.migrating import Migration, MigrationState, discover, migrate, status
 
-__all__ = ["Migration", "MigrationState", "discover", "embedded_postgres", "migrate", "status"]
+__all__ = [
+    "Migration",
+    "MigrationState",
+    "connect",
+    "discover",
+    "embedded_postgres",
+    "migrate",
+    "status",
+]

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from nebula import errors
+from nebula import db
 
 __all__ = ["History", "SyncRun"]
 
@@ -51,11 +51,7 @@ class History:
         self._conninfo = conninfo
 
     def _connect(self) -> psycopg.Connection[Any]:
-        try:
-            return psycopg.connect(self._conninfo, autocommit=True)
-        # PostgreSQL is down or refuses the connection.
-        except psycopg.OperationalError as error:
-            raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
+        return db.connect(self._conninfo)
 
     @contextlib.contextmanager
     def lock(self, source: str) -> Iterator[datetime.datetime]:
