@@ -23,9 +23,12 @@ import fastapi.responses
 import fastapi.staticfiles
 
 from api import auth, deps, templating
-from api.routes import agents, health, hooks, login, overview, resources, sync
+from api.routes import agents, health, hooks, kinds, login, overview, resources, sync
+from api.routes import changes as change_routes
+from api.routes import events as event_routes
 from nebula import errors
 from nebula.auth import Sessions, Users
+from nebula.changes import ChangeService
 from nebula.heartbeats import HeartbeatStore
 from nebula.secrets import Secrets
 from nebula.store import ResourceStore
@@ -65,10 +68,16 @@ def create_app(
     # closed by the runtime, like the store.
     users: Users | None = None,
     sessions: Sessions | None = None,
+    # The change requests this app lists and decides (None: none here), and the LISTEN that
+    # feeds GET /events (None: no live updates). The runtime closes the feed before it stops
+    # the web server, or the open streams keep the server waiting.
+    changes: ChangeService | None = None,
+    events: event_routes.Feed | None = None,
     # Presentation.
     title: str = "Nebula Command",
 ) -> fastapi.FastAPI:
-    """A new app serving the status page, the JSON API, the git webhook and the probe.
+    """A new app serving the status page, change requests, the JSON API, live events (SSE),
+    the git webhook and the probe.
 
     Raises :class:`~nebula.errors.ConfigurationError` for ``users`` without ``sessions``.
     """
@@ -96,10 +105,16 @@ def create_app(
         agent_token=agent_token,
         users=users,
         sessions=sessions,
+        changes=changes,
+        events=events,
     )
     app.add_exception_handler(errors.TransientError, _transient)
     app.include_router(overview.router, tags=["pages"])
+    app.include_router(kinds.router, prefix="/kinds", tags=["pages"])
     app.include_router(login.router, tags=["pages"])
+    app.include_router(change_routes.router, tags=["pages"])
+    app.include_router(change_routes.api, prefix=API_PREFIX, tags=["changes"])
+    app.include_router(event_routes.router)
     app.include_router(resources.router, prefix=f"{API_PREFIX}/resources", tags=["resources"])
     app.include_router(sync.router, prefix=f"{API_PREFIX}/sync-runs", tags=["sync"])
     app.include_router(hooks.router, prefix="/hooks", tags=["webhooks"])

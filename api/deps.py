@@ -9,24 +9,31 @@ module-level object: two apps in one process (tests do this) never share anythin
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import fastapi
 import starlette.templating
 
 import nebula.auth
+import nebula.changes
 import nebula.heartbeats
 import nebula.secrets
 import nebula.store
 import nebula.sync
 
+if TYPE_CHECKING:
+    # The feed lives with its route; importing it here at run time would be circular.
+    from api.routes import events
+
 __all__ = [
+    "Changes",
     "Runs",
     "Secrets",
     "Services",
     "Store",
     "Templates",
     "Trigger",
+    "get_changes",
     "get_runs",
     "get_secrets",
     "get_services",
@@ -52,6 +59,10 @@ class Services:
     # Who may sign in, and where their sessions are kept; both None on an open app (no users).
     users: nebula.auth.Users | None = None
     sessions: nebula.auth.Sessions | None = None
+    # The change requests of the GitSource this app may propose to; None: no change requests.
+    changes: nebula.changes.ChangeService | None = None
+    # The LISTEN feeding GET /events; None: no live updates (the pages still work).
+    events: events.Feed | None = None
 
 
 def get_services(request: fastapi.Request) -> Services:
@@ -80,6 +91,11 @@ def get_secrets(request: fastapi.Request) -> nebula.secrets.Secrets:
     return get_services(request).secrets
 
 
+def get_changes(request: fastapi.Request) -> nebula.changes.ChangeService | None:
+    """The change requests: open, approve, reject, rebase; None where this app has none."""
+    return get_services(request).changes
+
+
 def get_templates(request: fastapi.Request) -> starlette.templating.Jinja2Templates:
     """The page renderer."""
     return get_services(request).templates
@@ -89,4 +105,5 @@ Store = Annotated[nebula.store.ResourceStore, fastapi.Depends(get_store)]
 Runs = Annotated[nebula.sync.History, fastapi.Depends(get_runs)]
 Trigger = Annotated[nebula.sync.SyncTrigger, fastapi.Depends(get_trigger)]
 Secrets = Annotated[nebula.secrets.Secrets, fastapi.Depends(get_secrets)]
+Changes = Annotated[nebula.changes.ChangeService | None, fastapi.Depends(get_changes)]
 Templates = Annotated[starlette.templating.Jinja2Templates, fastapi.Depends(get_templates)]

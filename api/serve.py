@@ -2,25 +2,47 @@
 
 The same app as ``nebula up`` serves, over the cluster's objects: the Kubernetes store, the
 sync history in PostgreSQL, Secrets from the API server, and a webhook that asks the operator
-for a sync by stamping the GitSource's ``nebula.dev/requested-at`` annotation. Runs no
-reconciler itself. Registered as a ``nebula.commands`` entry point; holds no business rules.
+for a sync by stamping the GitSource's ``nebula.dev/requested-at`` annotation. ``--users FILE``
+closes it to all but the users of that file; ``--changes-source NAMESPACE/NAME`` takes change
+requests for that GitSource (approving merges into its branch, then asks the operator for a
+sync). Runs no reconciler itself. SIGINT or SIGTERM ends the live streams, then the server.
+Registered as a ``nebula.commands`` entry point; holds no business rules.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import os
+import pathlib
+from collections.abc import Iterator
 
 import fastapi
 import kubernetes.client
 import uvicorn
 
 from api import app as web
-from nebula import db, errors, secrets, settings
+from api import views
+from api.routes import events as event_routes
+from controllers import git_source, local
+from nebula import auth, db, errors, secrets, settings
+from nebula.changes import ChangeService
+from nebula.resources import ResourceKey
+from nebula.resources.git_source import GitSource
+from nebula.sources import Mirror
 from nebula.store import kubernetes as kubernetes_store
 from nebula.sync import History
 
-__all__ = ["SERVE", "ServeCommand", "cluster_app"]
+__all__ = ["SERVE", "ServeCommand", "change_service", "cluster_app"]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the feed's streams must end before it stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class ServeCommand:
@@ -30,35 +52,135 @@ class ServeCommand:
     help = "serve the web UI and the git webhook over a cluster (k3s), beside the operator"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
-        """Adds where to listen, the database, and (for tests) the API server."""
+        """Adds where to listen, the database, who may sign in, and (for tests) the API server."""
         parser.add_argument("--host", default="0.0.0.0", help="default: 0.0.0.0")
         parser.add_argument("--port", type=int, default=8080, help="default: 8080")
         parser.add_argument("--database-url", help="default: $DATABASE_URL")
         parser.add_argument(
             "--kube-server", help="API server URL (default: in-cluster, else the kubeconfig)"
         )
+        parser.add_argument(
+            "--users",
+            type=pathlib.Path,
+            default=os.environ.get("NEBULA_USERS_FILE") or None,
+            metavar="FILE",
+            help="who may sign in: a users file (default: $NEBULA_USERS_FILE); without one, "
+            "the web UI is open to anyone who can reach it",
+        )
+        parser.add_argument(
+            "--changes-source",
+            metavar="NAMESPACE/NAME",
+            help="take change requests for this GitSource (default: none)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
-        """Serves until SIGINT or SIGTERM (uvicorn's own handling); returns 0."""
+        """Serves until SIGINT or SIGTERM; returns 0."""
         database_url = args.database_url or settings.Settings().database_url
         if not database_url:
             raise errors.ConfigurationError(
                 "no database: pass --database-url or set DATABASE_URL (a postgresql:// URL)"
             )
-        db.migrate(str(database_url))
-        with contextlib.closing(kubernetes_store.connect(args.kube_server)) as api:
-            app = cluster_app(api, str(database_url))
-            uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        url = str(database_url)
+        users = auth.load_users(args.users) if args.users else None
+        changes_source = _source_key(args.changes_source) if args.changes_source else None
+        db.migrate(url)
+        with (
+            contextlib.closing(kubernetes_store.connect(args.kube_server)) as api,
+            contextlib.ExitStack() as stack,
+        ):
+            sessions = stack.enter_context(auth.Sessions(url)) if users else None
+            feed = event_routes.Feed(url)
+            changes = (
+                change_service(
+                    api, url, key=changes_source, state_dir=settings.Settings().state_dir
+                )
+                if changes_source
+                else None
+            )
+            app = cluster_app(
+                api, url, users=users, sessions=sessions, changes=changes, events=feed
+            )
+            asyncio.run(_serve(app, feed, host=args.host, port=args.port))
         return 0
 
 
-def cluster_app(api: kubernetes.client.ApiClient, database_url: str) -> fastapi.FastAPI:
+async def _serve(app: fastapi.FastAPI, feed: event_routes.Feed, *, host: str, port: int) -> None:
+    stop = local.stop_on_signals()
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=5
+    )
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve(), name="nebula-web")
+    # Either a signal, or the web server ending on its own (its port was taken).
+    waiting = asyncio.create_task(stop.wait())
+    await asyncio.wait({waiting, serving}, return_when=asyncio.FIRST_COMPLETED)
+    # The live streams first: uvicorn waits for every open response before it stops.
+    await asyncio.to_thread(feed.close)
+    server.should_exit = True
+    waiting.cancel()
+    await asyncio.gather(serving, waiting, return_exceptions=True)
+
+
+def _source_key(text: str) -> ResourceKey:
+    namespace, slash, name = text.partition("/")
+    if not slash or not namespace or not name or "/" in name:
+        raise errors.ConfigurationError(
+            f"--changes-source {text!r}: expected NAMESPACE/NAME of a GitSource"
+        )
+    return ResourceKey("GitSource", namespace, name)
+
+
+def change_service(
+    api: kubernetes.client.ApiClient,
+    database_url: str,
+    *,
+    key: ResourceKey,
+    state_dir: pathlib.Path,
+) -> ChangeService:
+    """The change requests of the GitSource ``key``, as the cluster declares it now.
+
+    Its mirror lives under ``state_dir``; a merge asks the operator for a sync of the source.
+    Raises ResourceNotFound when the cluster has no such GitSource, and ConfigurationError when
+    it follows a tag or a commit (nothing to merge into).
+    """
+    store = kubernetes_store.KubernetesStore(api)
+    stored = store.get(key)
+    if stored is None:
+        raise errors.ResourceNotFound(f"--changes-source: the cluster has no {key}")
+    source = views.resource(stored)
+    assert isinstance(source, GitSource)  # read as a GitSource, parsed as its kind's model
+    trigger = kubernetes_store.KubernetesTrigger(api)
+    cluster_secrets = secrets.KubernetesSecrets(api)
+    return ChangeService(
+        conninfo=database_url,
+        source=source,
+        mirror=Mirror(state_dir / "changes" / f"{key.namespace}.{key.name}.git"),
+        credentials=git_source.credentials(source, cluster_secrets),
+        merged=lambda merged: trigger.request(merged.key),
+    )
+
+
+def cluster_app(
+    api: kubernetes.client.ApiClient,
+    database_url: str,
+    *,
+    # Who may sign in; None (both): open to anyone who can reach it.
+    users: auth.Users | None = None,
+    sessions: auth.Sessions | None = None,
+    # Change requests (None: none here), and the LISTEN of the live updates (None: none).
+    changes: ChangeService | None = None,
+    events: event_routes.Feed | None = None,
+) -> fastapi.FastAPI:
     """The web app over a cluster: its objects, its Secrets, the operator as the trigger."""
     return web.create_app(
         store=kubernetes_store.KubernetesStore(api),
         runs=History(database_url),
         trigger=kubernetes_store.KubernetesTrigger(api),
         secrets=secrets.KubernetesSecrets(api),
+        users=users,
+        sessions=sessions,
+        changes=changes,
+        events=events,
     )
 
 

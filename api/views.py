@@ -1,30 +1,40 @@
 """What the web runtime shows of the store: response models, and how stored objects become them.
 
-Shared by the HTML pages (``routes/overview.py``) and the JSON API (``routes/resources.py``,
-``routes/sync.py``), so a page and its JSON never disagree. Stored documents are parsed here,
-at the boundary, into the core's models; the routes pass those models along and never dig
-through a document's dicts. Nothing here writes, and nothing here decides what to apply.
+Shared by the HTML pages (``routes/overview.py``, ``routes/kinds.py``) and the JSON API
+(``routes/resources.py``, ``routes/sync.py``), so a page and its JSON never disagree. Stored
+documents are parsed here, at the boundary, into the core's models; the routes pass those
+models along and never dig through a document's dicts. Nothing here writes, and nothing here
+decides what to apply.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import io
 import logging
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import pydantic
 import pydantic.alias_generators
+import ruamel.yaml
+import ruamel.yaml.representer
 
 from nebula.resources import KINDS, Resource, columns, conditions
 from nebula.resources.git_source import GitSource
+from nebula.resources.nebula_node import NebulaNode, NebulaNodeStatus
 from nebula.store import StoredObject
 from nebula.sync import SyncRun
 
 __all__ = [
     "ApiModel",
+    "ObjectDetail",
     "ResourceSummary",
     "SourceView",
     "SyncRunView",
+    "as_yaml",
+    "detail",
     "git_sources",
     "resource",
     "source_view",
@@ -248,3 +258,105 @@ class SyncRunView(ApiModel):
     def subject(self) -> str:
         """The first line of the commit message."""
         return (self.message or "").strip().split("\n", 1)[0]
+
+
+# --- One object's page ------------------------------------------------------------------------
+
+
+class _BlockRepresenter(ruamel.yaml.representer.SafeRepresenter):
+    """The safe representer, with multi-line strings as ``|`` blocks (prompts, scripts, graphs).
+
+    A subclass, so registering the string representer never changes ruamel.yaml's own.
+    """
+
+    def represent_str(self, data: str) -> Any:
+        """A string scalar: a literal block when it spans lines, else as ruamel.yaml picks."""
+        style = "|" if "\n" in data else None
+        return self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_BlockRepresenter.add_representer(str, _BlockRepresenter.represent_str)
+
+
+def as_yaml(value: Any) -> str:
+    """``value`` (plain JSON data, as stored) as block YAML for people; empty for nothing.
+
+    A safe dump: only mappings, lists and scalars, keys sorted (the store keeps no order), so
+    the same object always reads the same. A fresh dumper per call: pages render in threads.
+    """
+    if value is None or value == {} or value == []:
+        return ""
+    yaml = ruamel.yaml.YAML(typ="safe")
+    yaml.Representer = _BlockRepresenter
+    yaml.default_flow_style = False
+    yaml.width = 100
+    stream = io.StringIO()
+    yaml.dump(value, stream)
+    return stream.getvalue()
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectDetail:
+    """One object as its own page shows it: summary, metadata, and spec and status for people."""
+
+    summary: ResourceSummary
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    # metadata.creationTimestamp; None in the PostgreSQL store, which keeps none in documents.
+    created: datetime.datetime | None
+    spec: str
+    """The stored spec as YAML."""
+    status: str
+    """The stored status as YAML, without the conditions (a table shows those); may be empty."""
+    # The reported machine of a NebulaNode; None for other kinds, before the first heartbeat,
+    # or when the stored status does not parse (its YAML still shows).
+    node: NebulaNodeStatus | None = None
+
+
+def detail(stored: StoredObject) -> ObjectDetail:
+    """The page of one stored object; a document or status that does not parse still shows."""
+    summary = summarise(stored)
+    metadata = stored.document.get("metadata") or {}
+    status = dict(stored.status or {})
+    # Conditions that parsed are in the table; ones that did not stay in the YAML, to be read.
+    if summary.reason != UNREADABLE_STATUS:
+        status.pop("conditions", None)
+    return ObjectDetail(
+        summary=summary,
+        labels=_text_map(metadata.get("labels")),
+        annotations=_text_map(metadata.get("annotations")),
+        created=_timestamp(metadata.get("creationTimestamp")),
+        spec=as_yaml(stored.document.get("spec")),
+        status=as_yaml(status),
+        node=_node_status(stored) if stored.key.kind == NebulaNode.__name__ else None,
+    )
+
+
+def _text_map(value: Any) -> dict[str, str]:
+    """Labels or annotations as text, whatever a hand-made document put there."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(key): str(item) for key, item in sorted(value.items())}
+
+
+def _timestamp(value: Any) -> datetime.datetime | None:
+    """An RFC 3339 time from a document, or None when absent or not a time."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value)
+    # Written by hand: shown as absent rather than failing the page.
+    except ValueError:
+        return None
+
+
+def _node_status(stored: StoredObject) -> NebulaNodeStatus | None:
+    """A NebulaNode's status as its model, for the hardware; None when empty or unreadable."""
+    if not stored.status:
+        return None
+    try:
+        return NebulaNodeStatus.model_validate(stored.status)
+    # Written by an older agent or by hand: the page falls back to the status YAML.
+    except pydantic.ValidationError as error:
+        log.debug("%s: status does not parse as NebulaNodeStatus: %s", stored.key, error)
+        return None

@@ -19,10 +19,11 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from controllers import git_source, nebula_node
-from nebula import errors, heartbeats
+from controllers import bot_config, git_source, nebula_node
+from nebula import bot_reports, errors, heartbeats
 from nebula.changes import ChangeStore
 from nebula.resources import ResourceKey
+from nebula.resources.bot_config import BotConfig, BotConfigStatus
 from nebula.resources.git_source import GitSource, GitSourceStatus
 from nebula.resources.nebula_node import NebulaNode, NebulaNodeStatus
 from nebula.secrets import Secrets
@@ -31,6 +32,7 @@ from nebula.store import PostgresStore, StoredObject, postgres
 from nebula.sync import FileCache, History
 
 __all__ = [
+    "BotConfigController",
     "Controller",
     "EmbeddedRuntime",
     "GitSourceController",
@@ -141,6 +143,27 @@ class NebulaNodeController:
         )
         status = outcome.status.model_dump(mode="json", by_alias=True, exclude_none=True)
         return Step(status, outcome.retry_after)
+
+
+class BotConfigController:
+    """Compares each BotConfig with what its running bots reported; woken by every report."""
+
+    kind = "BotConfig"
+    channels: tuple[str, ...] = (bot_reports.CHANNEL,)
+
+    def __init__(self, *, reports: bot_reports.BotReportStore, clock: Clock = _utcnow) -> None:
+        self._reports, self._clock = reports, clock
+
+    def reconcile(self, stored: StoredObject, *, attempt: int) -> Step:
+        """The BotConfig's status from its bots' latest reports; only a report or a change of
+        the BotConfig makes it look again."""
+        config = BotConfig.model_validate(resource_of(stored))
+        previous = BotConfigStatus.model_validate(stored.status) if stored.status else None
+        outcome = bot_config.reconcile(
+            config, reports=self._reports.of(stored.key), now=self._clock(), previous=previous
+        )
+        status = outcome.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return Step(status, None, event=outcome.event)
 
 
 class EmbeddedRuntime:

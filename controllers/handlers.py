@@ -10,7 +10,10 @@ retry delay passes or something wakes it:
 - a **NebulaNode** is compared with its agent's latest heartbeat, and its k3s ``Node`` labelled
   (:class:`controllers.operator.NodeReporter`); a change of its spec wakes it, and so does every
   heartbeat, through the operator's one LISTEN (:class:`controllers.operator.HeartbeatListener`,
-  started before any daemon and stopped at the end).
+  started before any daemon and stopped at the end);
+- a **BotConfig** is compared with what its running bots reported
+  (:class:`controllers.operator.BotConfigReporter`); a change of its spec wakes it, and so does
+  every bot report, through a second such LISTEN on the bot-report channel.
 
 The status is written through the store, never returned to kopf: the API server prunes
 ``status.<handler>``, which the CRD does not declare. What the handlers share travels in kopf's
@@ -32,7 +35,7 @@ import kopf
 
 from controllers import operator
 from nebula import db, errors, settings
-from nebula.resources import GROUP, VERSION, GitSource, NebulaNode, ResourceKey
+from nebula.resources import GROUP, VERSION, BotConfig, GitSource, NebulaNode, ResourceKey
 from nebula.store import kubernetes as kubernetes_store
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "listen_for_heartbeats",
     "login",
     "registry",
+    "report_bot_config",
     "report_nebula_node",
     "stop_listening",
     "sync_git_source",
@@ -60,6 +64,7 @@ leaves it out of change detection, and ``nebula.dev/requested-at`` is a change t
 
 _GIT_SOURCES = GitSource.info.plural
 _NEBULA_NODES = NebulaNode.info.plural
+_BOT_CONFIGS = BotConfig.info.plural
 
 
 @dataclasses.dataclass
@@ -78,7 +83,12 @@ def registry() -> kopf.OperatorRegistry:
     kopf.on.startup(registry=found)(listen_for_heartbeats)
     kopf.on.cleanup(registry=found)(stop_listening)
     kopf.on.login(registry=found)(login)
-    for plural, daemon in ((_GIT_SOURCES, sync_git_source), (_NEBULA_NODES, report_nebula_node)):
+    daemons = (
+        (_GIT_SOURCES, sync_git_source),
+        (_NEBULA_NODES, report_nebula_node),
+        (_BOT_CONFIGS, report_bot_config),
+    )
+    for plural, daemon in daemons:
         kopf.daemon(GROUP, VERSION, plural, registry=found, cancellation_timeout=10.0)(daemon)
         kopf.on.event(GROUP, VERSION, plural, registry=found, when=changed_since_sync)(wake_daemon)
     return found
@@ -108,15 +118,21 @@ def login(memo: Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 async def listen_for_heartbeats(memo: Memo, logger: kopf.Logger, **_: Any) -> None:
-    """Starts the operator's one LISTEN for heartbeats, before any daemon runs."""
-    listener = memo.runtime.listener
-    if not await asyncio.to_thread(listener.start, asyncio.get_running_loop()):
-        logger.warning("not listening for heartbeats yet: NebulaNodes wait for their timers")
+    """Starts the operator's LISTENs for heartbeats and bot reports, before any daemon runs."""
+    loop = asyncio.get_running_loop()
+    listeners = [
+        (memo.runtime.listener, "heartbeats", "NebulaNodes wait for their timers"),
+        (memo.runtime.report_listener, "bot reports", "BotConfigs wait for a change"),
+    ]
+    for listener, what, meanwhile in listeners:
+        if not await asyncio.to_thread(listener.start, loop):
+            logger.warning("not listening for %s yet: %s", what, meanwhile)
 
 
 async def stop_listening(memo: Memo, **_: Any) -> None:
-    """Stops listening for heartbeats once the daemons are gone (``Runtime.close`` too)."""
+    """Stops listening once the daemons are gone (``Runtime.close`` does it too)."""
     await asyncio.to_thread(memo.runtime.listener.stop)
+    await asyncio.to_thread(memo.runtime.report_listener.stop)
 
 
 async def sync_git_source(
@@ -136,6 +152,17 @@ async def report_nebula_node(
     reporter = operator.NodeReporter(memo.runtime, key, logger=logger)
     wake = asyncio.Event()
     with memo.runtime.listener.waking(wake):
+        await _run(reporter.report, body=body, memo=memo, wake=wake, stopped=stopped)
+
+
+async def report_bot_config(
+    body: kopf.Body, memo: Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    """Reports on one BotConfig for as long as it exists; every bot report wakes it."""
+    key = ResourceKey("BotConfig", body.metadata.namespace, str(body.metadata.name))
+    reporter = operator.BotConfigReporter(memo.runtime, key, logger=logger)
+    wake = asyncio.Event()
+    with memo.runtime.report_listener.waking(wake):
         await _run(reporter.report, body=body, memo=memo, wake=wake, stopped=stopped)
 
 
@@ -189,7 +216,7 @@ class OperatorCommand:
     name = "operator"
     help = (
         "run the Kubernetes operator: sync GitSources into nebula.dev resources, report on "
-        "NebulaNodes and label their Nodes (k3s)"
+        "NebulaNodes (labelling their k3s Nodes) and on BotConfigs"
     )
 
     def configure(self, parser: argparse.ArgumentParser) -> None:

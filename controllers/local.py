@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from controllers import embedded, git_source
-from nebula import changes, db, errors, heartbeats, settings
+from nebula import bot_reports, changes, db, errors, heartbeats, settings
 from nebula.resources import API_VERSION, ResourceKey
 from nebula.resources.git_source import GitSource
 from nebula.secrets import EnvironmentSecrets
@@ -123,6 +123,7 @@ def runtime(state: LocalState) -> embedded.EmbeddedRuntime:
     controllers: list[embedded.Controller] = [
         git_source_controller(state),
         embedded.NebulaNodeController(beats=heartbeats.HeartbeatStore(state.conninfo)),
+        embedded.BotConfigController(reports=bot_reports.BotReportStore(state.conninfo)),
     ]
     return embedded.EmbeddedRuntime(
         conninfo=state.conninfo, store=state.store, controllers=controllers

@@ -8,9 +8,13 @@ Called by the kopf daemons in ``handlers.py``, in a worker thread (never on the 
 - :class:`NodeReporter` parses the NebulaNode, matches it to its agent's latest heartbeat (in
   PostgreSQL), runs :func:`controllers.nebula_node.reconcile`, writes the status when it
   changed, and makes the k3s ``Node`` carry the returned ``nebula.dev/`` labels.
+- :class:`BotConfigReporter` parses the BotConfig, reads its bots' latest reports (in
+  PostgreSQL), runs :func:`controllers.bot_config.reconcile` and writes the status when it
+  changed.
 
-:class:`Runtime` holds what every pass shares, including :class:`HeartbeatListener`, the one
-LISTEN on the heartbeat channel that wakes the NebulaNode daemons. kopf stays in
+:class:`Runtime` holds what every pass shares, including two :class:`HeartbeatListener`: one
+LISTEN on the heartbeat channel that wakes the NebulaNode daemons, one on the bot-report
+channel that wakes the BotConfig daemons. kopf stays in
 ``handlers.py``; nothing here keeps module-level state or decides anything the reconcilers do not.
 """
 
@@ -31,9 +35,10 @@ import kubernetes.client
 import psycopg
 import pydantic
 
-from controllers import git_source, nebula_node
-from nebula import errors, heartbeats
+from controllers import bot_config, git_source, nebula_node
+from nebula import bot_reports, errors, heartbeats
 from nebula.resources import ResourceKey, conditions
+from nebula.resources.bot_config import BotConfig, BotConfigStatus
 from nebula.resources.git_source import GitSource, GitSourceStatus
 from nebula.resources.nebula_node import NebulaNode, NebulaNodeStatus
 from nebula.secrets import KubernetesSecrets
@@ -46,6 +51,7 @@ __all__ = [
     "INVALID_SPEC",
     "NODE_LABELLED",
     "NODE_NOT_FOUND",
+    "BotConfigReporter",
     "GitSourceSyncer",
     "HeartbeatListener",
     "NodeReporter",
@@ -103,21 +109,26 @@ class Runtime:
         # Agents report into PostgreSQL in both runtimes (the web API, or straight in).
         self.heartbeats = heartbeats.HeartbeatStore(database_url)
         self.listener = HeartbeatListener(database_url)
+        # Bots report what they applied into PostgreSQL too; each report wakes the BotConfigs.
+        self.reports = bot_reports.BotReportStore(database_url)
+        self.report_listener = HeartbeatListener(database_url, channel=bot_reports.CHANNEL)
         # Syncs block (git, PostgreSQL, HTTP): they run here, at most `workers` at a time.
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="nebula-sync"
         )
 
     def close(self) -> None:
-        """Stops listening for heartbeats, waits for the passes in flight and drops queued
-        ones; the API client's creator closes it. Safe to call twice."""
+        """Stops listening for heartbeats and bot reports, waits for the passes in flight and
+        drops queued ones; the API client's creator closes it. Safe to call twice."""
         self.listener.stop()
+        self.report_listener.stop()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 class HeartbeatListener:
     """One LISTEN on the heartbeat channel for the whole operator: every heartbeat wakes every
-    NebulaNode daemon (a heartbeat may match a node by address, not only by name).
+    NebulaNode daemon (a heartbeat may match a node by address, not only by name). The same
+    listener on ``channel=bot_reports.CHANNEL`` wakes every BotConfig daemon on a bot report.
 
     Runs in a thread of its own, on a connection of its own; daemons on the event loop
     subscribe their wake event with :meth:`waking`. When PostgreSQL goes away it listens
@@ -125,8 +136,16 @@ class HeartbeatListener:
     Meanwhile the daemons still look again when their retry delay ends.
     """
 
-    def __init__(self, conninfo: str, *, poll: float = 0.25, reconnect: float = 5.0) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        channel: str = heartbeats.CHANNEL,
+        poll: float = 0.25,
+        reconnect: float = 5.0,
+    ) -> None:
         self._conninfo = conninfo
+        self._channel = channel
         self._poll = poll  # seconds between looks at the stop flag while nothing is announced
         self._reconnect = reconnect
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -144,7 +163,8 @@ class HeartbeatListener:
         """
         if self._thread is None:
             self._loop = loop
-            self._thread = threading.Thread(target=self._run, name="nebula-heartbeats", daemon=True)
+            name = self._channel.replace("_", "-")  # nebula-heartbeats, nebula-bot-reports
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
             self._thread.start()
         return self._listening.wait(timeout)
 
@@ -171,12 +191,15 @@ class HeartbeatListener:
             except psycopg.Error as error:
                 self._listening.clear()
                 _log.warning(
-                    "not listening for heartbeats, trying again in %ss: %s", self._reconnect, error
+                    "not listening on %s, trying again in %ss: %s",
+                    self._channel,
+                    self._reconnect,
+                    error,
                 )
                 self._stopping.wait(self._reconnect)
 
     def _listen(self) -> None:
-        changes = postgres.listen(self._conninfo, timeout=self._poll, channels=[heartbeats.CHANNEL])
+        changes = postgres.listen(self._conninfo, timeout=self._poll, channels=[self._channel])
         try:
             for change in changes:
                 if self._stopping.is_set():
@@ -185,7 +208,7 @@ class HeartbeatListener:
                     self._listening.set()
                     # Heartbeats that came before the LISTEN (or while it was down) wake too.
                     self._ring()
-                if isinstance(change, postgres.Signal) and change.channel == heartbeats.CHANNEL:
+                if isinstance(change, postgres.Signal) and change.channel == self._channel:
                     self._ring()
         finally:
             changes.close()
@@ -428,6 +451,71 @@ class NodeReporter:
             uid=uid,
             log=self._log,
         )
+
+
+class BotConfigReporter:
+    """The looks at one BotConfig for as long as its daemon lives: failures to read reports."""
+
+    def __init__(self, runtime: Runtime, key: ResourceKey, *, logger: Logger = _log) -> None:
+        self.key = key
+        self._runtime = runtime
+        self._log = logger
+        self.attempt = 1  # consecutive failures to read the reports, counting the next try
+
+    def report(self, raw: Mapping[str, Any]) -> float | None:
+        """Compares the BotConfig with its bots' latest reports once; writes the status when it
+        changed and posts an event when Ready changed.
+
+        Blocking: run it in a worker thread. Returns the seconds until the next look (after a
+        failure), or None: a report or a change of the object wakes it. Never raises.
+        """
+        now = self._runtime.clock()
+        metadata = raw.get("metadata") or {}
+        previous = _previous(BotConfigStatus, raw.get("status"), key=self.key, log=self._log)
+
+        # Parse at the boundary; a spec the model refuses waits for the user to fix it.
+        try:
+            config = BotConfig.model_validate(kubernetes_store.resource_document(raw))
+        # The CRD let it through, the model does not: only the user can fix it.
+        except pydantic.ValidationError as error:
+            status, message = _refused(
+                previous or BotConfigStatus(),
+                error,
+                now=now,
+                generation=metadata.get("generation"),
+            )
+            if status != previous:
+                _write_status(self._runtime, self.key, status, log=self._log)
+                self._log.error("%s: %s", self.key, message)
+            return None
+
+        # What the running bots last reported; without it nothing new can be said.
+        try:
+            reports = self._runtime.reports.of(self.key)
+        # PostgreSQL did not answer: the status keeps its last word until it does.
+        except errors.TransientError as error:
+            self._log.warning("no bot reports for %s, will retry: %s", self.key, error)
+            return self._backoff()
+        # Unknown failures (a missing table, a report the model refuses) count as transient.
+        except Exception:
+            self._log.exception("reading the bot reports for %s failed, will retry", self.key)
+            return self._backoff()
+        self.attempt = 1
+
+        outcome = bot_config.reconcile(config, reports=reports, now=now, previous=previous)
+        # Nothing new (a report about another BotConfig woke every daemon): nothing is written.
+        if outcome.status != previous:
+            _write_status(self._runtime, self.key, outcome.status, log=self._log)
+        if outcome.event is not None:
+            event = outcome.event
+            _post(self._runtime, self.key, type=event.type, reason=event.reason,
+                  message=event.message, uid=metadata.get("uid"), log=self._log)  # fmt: skip
+        return None
+
+    def _backoff(self) -> float:
+        delay = min(300.0, 5.0 * 2.0 ** (self.attempt - 1))
+        self.attempt += 1
+        return delay
 
 
 def _label_patch(current: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str | None]:

@@ -1,6 +1,7 @@
 """The ``nebula`` command: the core's subcommands, plus those the runtimes register.
 
-Core subcommands live here (``validate``, ``crds``, ``db``). Runtimes add theirs through the
+Core subcommands live here (``validate``, ``crds``, ``db``, and ``user hash`` / ``token new``
+for the web UI's users file). Runtimes add theirs through the
 ``nebula.commands`` entry-point group (an object with ``name``, ``help``, ``configure(parser)``
 and ``run(args) -> int``), so this module never imports kopf, FastAPI or the bots.
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import importlib.metadata
 import json
 import pathlib
@@ -23,7 +25,7 @@ import rich.console
 import rich.progress
 
 import nebula
-from nebula import crds, db, errors, manifests, settings
+from nebula import auth, crds, db, errors, manifests, settings
 
 __all__ = ["Command", "main", "parser", "run"]
 
@@ -101,6 +103,17 @@ def parser() -> argparse.ArgumentParser:
     state.set_defaults(run=_db_status)
     for sub in (migrate, state):
         sub.add_argument("--database-url", help="default: $NEBULA_DATABASE_URL or $DATABASE_URL")
+
+    user = commands.add_parser("user", help="users of the web UI (the users file)")
+    hashing = user.add_subparsers(title="user commands", metavar="COMMAND", required=True)
+    password = hashing.add_parser(
+        "hash", help="print the argon2 hash of a password for the users file (asked without echo)"
+    )
+    password.set_defaults(run=_user_hash)
+    token = commands.add_parser("token", help="API tokens for scripts (the users file)")
+    tokens = token.add_subparsers(title="token commands", metavar="COMMAND", required=True)
+    new = tokens.add_parser("new", help="print a new API token and the hash the users file keeps")
+    new.set_defaults(run=_token_new)
 
     for entry in importlib.metadata.entry_points(group="nebula.commands"):
         try:
@@ -211,6 +224,34 @@ def _db_status(args: argparse.Namespace) -> int:
     for state in db.status(_database_url(args)):
         when = state.applied_at.isoformat(timespec="seconds") if state.applied_at else "pending"
         _out.print(f"{state.version:04d}  {state.name:<32} {when}", markup=False)
+    return EXIT_OK
+
+
+# --- user hash, token new --------------------------------------------------------------------
+
+
+def _user_hash(args: argparse.Namespace) -> int:
+    """Prints the hash of a password typed twice without echo, or of stdin's first line."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise errors.ConfigurationError("the two passwords differ; nothing was hashed")
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    _out.print(auth.hash_password(password), markup=False)
+    return EXIT_OK
+
+
+def _token_new(args: argparse.Namespace) -> int:
+    """Prints a new token (for the script, shown once) and its hash (for the users file)."""
+    token = auth.new_token()
+    _out.print(f"token: {token}", markup=False)
+    _out.print(f"token_hash: {auth.hash_token(token)}", markup=False)
+    _err.print(
+        "Give the token to the script now: it is not kept. The users file keeps the hash, "
+        "under tokens: (name, token_hash, role).",
+        markup=False,
+    )
     return EXIT_OK
 
 

@@ -11,6 +11,8 @@ command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 [ -x /usr/lib/git-core/git-http-backend ] || packages+=(git)
 [ -x /usr/sbin/sshd ] || packages+=(openssh-server)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+# The browser test (tests/e2e) drives Debian's chromium through Playwright.
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
