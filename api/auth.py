@@ -23,6 +23,7 @@ their own authentication), or let anything but a Bearer token skip the CSRF chec
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import contextlib
@@ -30,6 +31,8 @@ import dataclasses
 import datetime
 import hmac
 import logging
+import os
+import pathlib
 import secrets
 import urllib.parse
 from collections.abc import Callable
@@ -64,6 +67,7 @@ __all__ = [
     "Gate",
     "Identity",
     "Viewer",
+    "add_users_option",
     "check_csrf",
     "clear_session_cookie",
     "csrf_field",
@@ -435,3 +439,15 @@ def install_template_globals(environment: jinja2.Environment) -> None:
     environment.globals["csrf_field"] = csrf_field
     environment.globals["csrf_token"] = _template_csrf_token
     environment.globals["current_user"] = _template_user
+
+
+def add_users_option(parser: argparse.ArgumentParser) -> None:
+    """``--users FILE``: who may sign in to a command's web UI (``nebula up``, ``nebula serve``)."""
+    parser.add_argument(
+        "--users",
+        type=pathlib.Path,
+        default=os.environ.get("NEBULA_USERS_FILE") or None,
+        metavar="FILE",
+        help="who may sign in: a users file (default: $NEBULA_USERS_FILE); without one, "
+        "the web UI is open to anyone who can reach it",
+    )

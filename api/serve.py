@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import pathlib
 from collections.abc import Iterator
 
@@ -23,6 +22,7 @@ import kubernetes.client
 import uvicorn
 
 from api import app as web
+from api import auth as web_auth
 from api import views
 from api.routes import events as event_routes
 from controllers import git_source, local
@@ -59,14 +59,7 @@ class ServeCommand:
         parser.add_argument(
             "--kube-server", help="API server URL (default: in-cluster, else the kubeconfig)"
         )
-        parser.add_argument(
-            "--users",
-            type=pathlib.Path,
-            default=os.environ.get("NEBULA_USERS_FILE") or None,
-            metavar="FILE",
-            help="who may sign in: a users file (default: $NEBULA_USERS_FILE); without one, "
-            "the web UI is open to anyone who can reach it",
-        )
+        web_auth.add_users_option(parser)
         parser.add_argument(
             "--changes-source",
             metavar="NAMESPACE/NAME",

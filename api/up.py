@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import pathlib
 from collections.abc import Iterator
 
@@ -25,6 +24,7 @@ import rich.panel
 import uvicorn
 
 from api import app as web
+from api import auth as web_auth
 from api.routes import events
 from controllers import commands, local
 from nebula import auth, heartbeats, settings
@@ -62,14 +62,7 @@ class UpCommand:
         parser.add_argument(
             "--node", help="the NebulaNode this machine reports as (default: its host name)"
         )
-        parser.add_argument(
-            "--users",
-            type=pathlib.Path,
-            default=os.environ.get("NEBULA_USERS_FILE") or None,
-            metavar="FILE",
-            help="who may sign in: a users file (default: $NEBULA_USERS_FILE); without one, "
-            "the web UI is open to anyone who can reach it",
-        )
+        web_auth.add_users_option(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         """Runs until Ctrl-C or SIGTERM; returns 0 after a clean stop."""

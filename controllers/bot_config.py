@@ -19,7 +19,7 @@ import datetime
 from collections.abc import Sequence
 from typing import Literal
 
-from controllers import git_source
+from controllers import outcomes
 from nebula.bot_reports import BotName, BotReport
 from nebula.resources import conditions
 from nebula.resources.bot_config import BotConfig, BotConfigSpec, BotConfigStatus, BotStatus
@@ -47,7 +47,7 @@ class BotConfigOutcome:
     """What a reconcile decided: the status to write, and an event when Ready changed."""
 
     status: BotConfigStatus
-    event: git_source.Event | None = None
+    event: outcomes.Event | None = None
 
 
 def configured_bots(spec: BotConfigSpec) -> list[BotName]:
@@ -156,12 +156,10 @@ def _running(bots: Sequence[BotStatus], generation: int | None) -> str:
     return f"{names} {verb} generation {generation}" if generation is not None else f"{names} run"
 
 
-def _event(
-    previous: BotConfigStatus | None, ready: tuple[str, str, str]
-) -> git_source.Event | None:
+def _event(previous: BotConfigStatus | None, ready: tuple[str, str, str]) -> outcomes.Event | None:
     """An event when Ready's verdict or reason changed; a look that changes nothing is silent."""
     before = conditions.find(previous.conditions, conditions.READY) if previous else None
     if before is not None and (before.status, before.reason) == ready[:2]:
         return None
     kind: Literal["Normal", "Warning"] = "Warning" if ready[1] == DISCONNECTED else "Normal"
-    return git_source.Event(kind, ready[1], ready[2])
+    return outcomes.Event(kind, ready[1], ready[2])

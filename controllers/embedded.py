@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from controllers import bot_config, git_source, nebula_node
+from controllers import bot_config, git_source, nebula_node, outcomes
 from nebula import bot_reports, errors, heartbeats
 from nebula.changes import ChangeStore
 from nebula.resources import ResourceKey
@@ -56,7 +56,7 @@ class Step:
     status: Mapping[str, Any] | None  # None: leave the status as it is
     retry_after: float | None  # seconds; None: only when the object changes
     transient: bool = False
-    event: git_source.Event | None = None
+    event: outcomes.Event | None = None
 
 
 class Controller(Protocol):

@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-from typing import Literal
 
+from controllers import outcomes
 from nebula import errors
 from nebula.changes import requests, service
 from nebula.resources import conditions, fields
@@ -30,7 +30,6 @@ __all__ = [
     "FETCH_FAILED",
     "SUSPENDED",
     "VALIDATION_FAILED",
-    "Event",
     "Outcome",
     "credentials",
     "reconcile",
@@ -49,21 +48,12 @@ MAX_ERRORS_SHOWN = 5
 
 
 @dataclasses.dataclass(frozen=True)
-class Event:
-    """An event for the GitSource: only when something changed or failed."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclasses.dataclass(frozen=True)
 class Outcome:
     """What a reconcile decided: the status to write, when to run again, what to tell."""
 
     status: GitSourceStatus
     retry_after: float  # seconds until the next sync
-    event: Event | None = None
+    event: outcomes.Event | None = None
     transient: bool = False  # failed in a way the same input may not fail again
 
 
@@ -206,8 +196,9 @@ def reconcile(
         }
     )
     status = _conditions(status, now, generation, ready=("True", APPLIED, message))
-    changed = result.result == "applied"
-    event = Event("Normal", APPLIED, f"{message} ({revision.message})") if changed else None
+    if result.result != "applied":
+        return Outcome(status, interval)
+    event = outcomes.Event("Normal", APPLIED, f"{message} ({revision.message})")
     return Outcome(status, interval, event)
 
 
@@ -235,7 +226,7 @@ def _failed(
     )
     interval = fields.parse_duration(source.spec.interval).total_seconds()
     delay = retry_delay(source, attempt) if transient else interval
-    return Outcome(status, delay, Event("Warning", reason, message), transient=transient)
+    return Outcome(status, delay, outcomes.Event("Warning", reason, message), transient=transient)
 
 
 def _conditions(

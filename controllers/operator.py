@@ -5,12 +5,11 @@ Called by the kopf daemons in ``handlers.py``, in a worker thread (never on the 
 - :class:`GitSourceSyncer` parses the GitSource as the API server holds it, runs
   :func:`controllers.git_source.reconcile` with the Kubernetes store, writes the returned
   status through the status subresource and posts the returned event.
-- :class:`NodeReporter` parses the NebulaNode, matches it to its agent's latest heartbeat (in
-  PostgreSQL), runs :func:`controllers.nebula_node.reconcile`, writes the status when it
-  changed, and makes the k3s ``Node`` carry the returned ``nebula.dev/`` labels.
-- :class:`BotConfigReporter` parses the BotConfig, reads its bots' latest reports (in
-  PostgreSQL), runs :func:`controllers.bot_config.reconcile` and writes the status when it
-  changed.
+- :class:`Reporter` is the same pass for every object whose status comes from what something
+  else reports: parse, read the reports, run the kind's reconciler, write the status when it
+  changed. :class:`NodeReporter` (a NebulaNode against its agent's latest heartbeat, then the
+  ``nebula.dev/`` labels of its k3s ``Node``) and :class:`BotConfigReporter` (a BotConfig
+  against its bots' latest reports) fill in :meth:`Reporter.look`; later kinds do the same.
 
 :class:`Runtime` holds what every pass shares, including two :class:`HeartbeatListener`: one
 LISTEN on the heartbeat channel that wakes the NebulaNode daemons, one on the bot-report
@@ -20,22 +19,25 @@ channel that wakes the BotConfig daemons. kopf stays in
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import datetime
+import functools
 import json
 import logging
 import pathlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import kubernetes.client
 import psycopg
 import pydantic
 
-from controllers import bot_config, git_source, nebula_node
+from controllers import bot_config, git_source, nebula_node, outcomes
 from nebula import bot_reports, errors, heartbeats
 from nebula.resources import ResourceKey, conditions
 from nebula.resources.bot_config import BotConfig, BotConfigStatus
@@ -54,7 +56,9 @@ __all__ = [
     "BotConfigReporter",
     "GitSourceSyncer",
     "HeartbeatListener",
+    "Look",
     "NodeReporter",
+    "Reporter",
     "Runtime",
     "change_marker",
 ]
@@ -71,6 +75,7 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 Marker = tuple[str, str | None]
 EventType = Literal["Normal", "Warning"]
 S = TypeVar("S", bound=conditions.Status)
+R = TypeVar("R", bound=pydantic.BaseModel)
 
 _log = logging.getLogger("nebula.operator")
 
@@ -322,35 +327,61 @@ class GitSourceSyncer:
         return delay
 
 
-class NodeReporter:
-    """The looks at one NebulaNode for as long as its daemon lives: failures, a missing Node."""
+@dataclasses.dataclass(frozen=True)
+class Look:
+    """What one look at an observed object decided (see :class:`Reporter`)."""
+
+    status: conditions.Status
+    retry_after: float | None = None  # seconds until the next look; None: when woken
+    event: outcomes.Event | None = None
+    then: Callable[[], None] | None = None  # a side effect once the status is written
+
+
+class Reporter(abc.ABC, Generic[R, S]):
+    """The looks at one object whose status comes from what something else reports (agents'
+    heartbeats, bots' reports): one per object, for as long as its daemon lives.
+
+    A kind plugs in with its model, its status model and :meth:`look` (read the reports, run
+    its reconciler); the rest is the same for every kind: parse at the boundary (a spec the
+    model refuses stalls the object), write the status only when it changed, post the event,
+    back off on failures to read the reports.
+    """
+
+    model: type[R]
+    status_model: type[S]
+    observing: str  # what the reports are, for the log: "heartbeats", "bot reports"
 
     def __init__(self, runtime: Runtime, key: ResourceKey, *, logger: Logger = _log) -> None:
         self.key = key
         self._runtime = runtime
         self._log = logger
-        self.attempt = 1  # consecutive failures to read the heartbeats, counting the next try
-        self._missing: str | None = None  # the Kubernetes Node found missing (told once)
+        self.attempt = 1  # consecutive failures to read the reports, counting the next try
+
+    @abc.abstractmethod
+    def look(
+        self, resource: R, *, now: datetime.datetime, previous: S | None, uid: str | None
+    ) -> Look:
+        """Reads what was reported and runs the kind's reconciler; may raise (read failures)."""
 
     def report(self, raw: Mapping[str, Any]) -> float | None:
-        """Compares the node with its latest heartbeat once: writes the status when it changed
-        and labels the node's Kubernetes Node (k3s only).
+        """Compares the object with the latest reports once: writes the status when it
+        changed, posts the event, runs the look's side effect.
 
         Blocking: run it in a worker thread. Returns the seconds until the next look, or None
-        when only a change of the object can help. Never raises: failures end up in the
-        status, or in the log when the status cannot say them.
+        when only a report or a change of the object can help. Never raises: failures end up
+        in the status, or in the log when the status cannot say them.
         """
         now = self._runtime.clock()
         metadata = raw.get("metadata") or {}
-        previous = _previous(NebulaNodeStatus, raw.get("status"), key=self.key, log=self._log)
+        previous = _previous(self.status_model, raw.get("status"), key=self.key, log=self._log)
 
         # Parse at the boundary; a spec the model refuses waits for the user to fix it.
         try:
-            node = NebulaNode.model_validate(kubernetes_store.resource_document(raw))
+            resource = self.model.model_validate(kubernetes_store.resource_document(raw))
         # The CRD let it through, the model does not: only the user can fix it.
         except pydantic.ValidationError as error:
             status, message = _refused(
-                previous or NebulaNodeStatus(),
+                previous or self.status_model(),
                 error,
                 now=now,
                 generation=metadata.get("generation"),
@@ -360,36 +391,67 @@ class NodeReporter:
                 self._log.error("%s: %s", self.key, message)
             return None
 
-        # What the agents last reported; without it, nothing new can be said about the node.
         try:
-            beats = self._runtime.heartbeats.all()
+            look = self.look(resource, now=now, previous=previous, uid=metadata.get("uid"))
         # PostgreSQL did not answer: the status keeps its last word until it does.
         except errors.TransientError as error:
-            self._log.warning("no heartbeats for %s, will retry: %s", self.key, error)
+            self._log.warning("no %s for %s, will retry: %s", self.observing, self.key, error)
             return self._backoff()
-        # Unknown failures (a missing table, a heartbeat the model refuses) count as transient.
+        # Unknown failures (a missing table, a report the model refuses) count as transient.
         except Exception:
-            self._log.exception("reading the heartbeats for %s failed, will retry", self.key)
+            self._log.exception(
+                "reading the %s for %s failed, will retry", self.observing, self.key
+            )
             return self._backoff()
         self.attempt = 1
 
-        outcome = nebula_node.reconcile(
-            node, heartbeat=heartbeats.match(node, beats), now=now, previous=previous
-        )
-        # Nothing new (a heartbeat of another machine woke every daemon): nothing is written.
-        if outcome.status != previous:
-            _write_status(self._runtime, self.key, outcome.status, log=self._log)
-
-        # Only a k3s node whose hardware is known has labels; None leaves the Node alone.
-        if outcome.labels is not None:
-            name = node.spec.kubernetes_node_name or node.metadata.name
-            self._label(name, outcome.labels, uid=metadata.get("uid"))
-        return outcome.retry_after
+        # Nothing new (a report about another object woke every daemon): nothing is written.
+        if look.status != previous:
+            _write_status(self._runtime, self.key, look.status, log=self._log)
+        if look.event is not None:
+            event = look.event
+            _post(self._runtime, self.key, type=event.type, reason=event.reason,
+                  message=event.message, uid=metadata.get("uid"), log=self._log)  # fmt: skip
+        if look.then is not None:
+            look.then()
+        return look.retry_after
 
     def _backoff(self) -> float:
         delay = min(300.0, 5.0 * 2.0 ** (self.attempt - 1))
         self.attempt += 1
         return delay
+
+
+class NodeReporter(Reporter[NebulaNode, NebulaNodeStatus]):
+    """A NebulaNode against its agent's latest heartbeat; labels its k3s Node."""
+
+    model = NebulaNode
+    status_model = NebulaNodeStatus
+    observing = "heartbeats"
+
+    def __init__(self, runtime: Runtime, key: ResourceKey, *, logger: Logger = _log) -> None:
+        super().__init__(runtime, key, logger=logger)
+        self._missing: str | None = None  # the Kubernetes Node found missing (told once)
+
+    def look(
+        self,
+        resource: NebulaNode,
+        *,
+        now: datetime.datetime,
+        previous: NebulaNodeStatus | None,
+        uid: str | None,
+    ) -> Look:
+        """The node's status from the heartbeat that matches it, then its Node's labels."""
+        beats = self._runtime.heartbeats.all()
+        outcome = nebula_node.reconcile(
+            resource, heartbeat=heartbeats.match(resource, beats), now=now, previous=previous
+        )
+        # Only a k3s node whose hardware is known has labels; None leaves the Node alone.
+        then = None
+        if outcome.labels is not None:
+            name = resource.spec.kubernetes_node_name or resource.metadata.name
+            then = functools.partial(self._label, name, outcome.labels, uid=uid)
+        return Look(outcome.status, outcome.retry_after, then=then)
 
     def _label(self, name: str, wanted: Mapping[str, str], *, uid: str | None) -> None:
         """Makes the Node ``name`` carry exactly ``wanted`` among the operator's labels."""
@@ -453,69 +515,25 @@ class NodeReporter:
         )
 
 
-class BotConfigReporter:
-    """The looks at one BotConfig for as long as its daemon lives: failures to read reports."""
+class BotConfigReporter(Reporter[BotConfig, BotConfigStatus]):
+    """A BotConfig against what its running bots last reported."""
 
-    def __init__(self, runtime: Runtime, key: ResourceKey, *, logger: Logger = _log) -> None:
-        self.key = key
-        self._runtime = runtime
-        self._log = logger
-        self.attempt = 1  # consecutive failures to read the reports, counting the next try
+    model = BotConfig
+    status_model = BotConfigStatus
+    observing = "bot reports"
 
-    def report(self, raw: Mapping[str, Any]) -> float | None:
-        """Compares the BotConfig with its bots' latest reports once; writes the status when it
-        changed and posts an event when Ready changed.
-
-        Blocking: run it in a worker thread. Returns the seconds until the next look (after a
-        failure), or None: a report or a change of the object wakes it. Never raises.
-        """
-        now = self._runtime.clock()
-        metadata = raw.get("metadata") or {}
-        previous = _previous(BotConfigStatus, raw.get("status"), key=self.key, log=self._log)
-
-        # Parse at the boundary; a spec the model refuses waits for the user to fix it.
-        try:
-            config = BotConfig.model_validate(kubernetes_store.resource_document(raw))
-        # The CRD let it through, the model does not: only the user can fix it.
-        except pydantic.ValidationError as error:
-            status, message = _refused(
-                previous or BotConfigStatus(),
-                error,
-                now=now,
-                generation=metadata.get("generation"),
-            )
-            if status != previous:
-                _write_status(self._runtime, self.key, status, log=self._log)
-                self._log.error("%s: %s", self.key, message)
-            return None
-
-        # What the running bots last reported; without it nothing new can be said.
-        try:
-            reports = self._runtime.reports.of(self.key)
-        # PostgreSQL did not answer: the status keeps its last word until it does.
-        except errors.TransientError as error:
-            self._log.warning("no bot reports for %s, will retry: %s", self.key, error)
-            return self._backoff()
-        # Unknown failures (a missing table, a report the model refuses) count as transient.
-        except Exception:
-            self._log.exception("reading the bot reports for %s failed, will retry", self.key)
-            return self._backoff()
-        self.attempt = 1
-
-        outcome = bot_config.reconcile(config, reports=reports, now=now, previous=previous)
-        # Nothing new (a report about another BotConfig woke every daemon): nothing is written.
-        if outcome.status != previous:
-            _write_status(self._runtime, self.key, outcome.status, log=self._log)
-        if outcome.event is not None:
-            event = outcome.event
-            _post(self._runtime, self.key, type=event.type, reason=event.reason,
-                  message=event.message, uid=metadata.get("uid"), log=self._log)  # fmt: skip
-        return None
-
-    def _backoff(self) -> float:
-        delay = min(300.0, 5.0 * 2.0 ** (self.attempt - 1))
-        self.attempt += 1
-        return delay
+    def look(
+        self,
+        resource: BotConfig,
+        *,
+        now: datetime.datetime,
+        previous: BotConfigStatus | None,
+        uid: str | None,
+    ) -> Look:
+        """The BotConfig's status from its bots' latest reports; an event when Ready moved."""
+        reports = self._runtime.reports.of(self.key)
+        outcome = bot_config.reconcile(resource, reports=reports, now=now, previous=previous)
+        return Look(outcome.status, event=outcome.event)
 
 
 def _label_patch(current: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str | None]:
