@@ -15,6 +15,7 @@ only cross-site form posts are refused. Bind an open app to localhost only.
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import fastapi
@@ -34,7 +35,7 @@ from nebula.secrets import Secrets
 from nebula.store import ResourceStore
 from nebula.sync import History, SyncTrigger
 
-__all__ = ["API_PREFIX", "UNAVAILABLE", "create_app"]
+__all__ = ["API_PREFIX", "UNAVAILABLE", "create_app", "steady_collector"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,19 @@ async def _transient(request: fastapi.Request, error: Exception) -> fastapi.resp
         status_code=fastapi.status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": str(max(1, round(delay)))},
     )
+
+
+def steady_collector() -> None:
+    """Makes the garbage collector's full passes rare in a long-running web process.
+
+    The pages keep what they read (the store's lists, the summaries) between requests, a few
+    hundred thousand objects; with CPython's default thresholds a request every few dozen
+    pays for a full pass over all of them (90 ms with 1,000 resources, twice a page's whole
+    time). Young objects are still collected as usual, only less often (every 5,000
+    allocations instead of 700), and full passes come 10x more rarely. ``nebula up`` and
+    ``nebula serve`` call it once, before serving; ``bench/web.py`` does the same.
+    """
+    gc.set_threshold(5000, 20, 100)
 
 
 def create_app(

@@ -20,6 +20,7 @@ import nebula.heartbeats
 import nebula.secrets
 import nebula.store
 import nebula.sync
+from api import views
 
 if TYPE_CHECKING:
     # The feed lives with its route; importing it here at run time would be circular.
@@ -31,6 +32,7 @@ __all__ = [
     "Secrets",
     "Services",
     "Store",
+    "Summaries",
     "Templates",
     "Trigger",
     "get_changes",
@@ -38,6 +40,7 @@ __all__ = [
     "get_secrets",
     "get_services",
     "get_store",
+    "get_summaries",
     "get_templates",
     "get_trigger",
 ]
@@ -63,6 +66,8 @@ class Services:
     changes: nebula.changes.ChangeService | None = None
     # The LISTEN feeding GET /events; None: no live updates (the pages still work).
     events: events.Feed | None = None
+    # The objects' summaries as last shown, by version: pages summarise only what changed.
+    summaries: views.Summaries = dataclasses.field(default_factory=lambda: views.Summaries())
 
 
 def get_services(request: fastapi.Request) -> Services:
@@ -96,6 +101,11 @@ def get_changes(request: fastapi.Request) -> nebula.changes.ChangeService | None
     return get_services(request).changes
 
 
+def get_summaries(request: fastapi.Request) -> views.Summaries:
+    """The summaries of stored objects, as every page and the JSON list show them."""
+    return get_services(request).summaries
+
+
 def get_templates(request: fastapi.Request) -> starlette.templating.Jinja2Templates:
     """The page renderer."""
     return get_services(request).templates
@@ -106,4 +116,5 @@ Runs = Annotated[nebula.sync.History, fastapi.Depends(get_runs)]
 Trigger = Annotated[nebula.sync.SyncTrigger, fastapi.Depends(get_trigger)]
 Secrets = Annotated[nebula.secrets.Secrets, fastapi.Depends(get_secrets)]
 Changes = Annotated[nebula.changes.ChangeService | None, fastapi.Depends(get_changes)]
+Summaries = Annotated[views.Summaries, fastapi.Depends(get_summaries)]
 Templates = Annotated[starlette.templating.Jinja2Templates, fastapi.Depends(get_templates)]

@@ -99,6 +99,7 @@ class ServeCommand:
 
 async def _serve(app: fastapi.FastAPI, feed: event_routes.Feed, *, host: str, port: int) -> None:
     stop = local.stop_on_signals()
+    web.steady_collector()
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=5
     )

@@ -140,6 +140,7 @@ async def _serve(
         node=node, interval=AGENT_INTERVAL, link=nodes_agent.DatabaseLink(beats)
     )
     # timeout_graceful_shutdown: a backstop only; the feed's close already ended the streams.
+    web.steady_collector()
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=5
     )

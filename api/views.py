@@ -13,7 +13,7 @@ import dataclasses
 import datetime
 import io
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import pydantic
@@ -21,7 +21,7 @@ import pydantic.alias_generators
 import ruamel.yaml
 import ruamel.yaml.representer
 
-from nebula.resources import KINDS, Resource, columns, conditions
+from nebula.resources import KINDS, Resource, ResourceKey, columns, conditions
 from nebula.resources.git_source import GitSource
 from nebula.resources.nebula_node import NebulaNode, NebulaNodeStatus
 from nebula.store import StoredObject
@@ -32,6 +32,7 @@ __all__ = [
     "ObjectDetail",
     "ResourceSummary",
     "SourceView",
+    "Summaries",
     "SyncRunView",
     "as_yaml",
     "detail",
@@ -142,6 +143,42 @@ def summarise(stored: StoredObject) -> ResourceSummary:
         conditions=found,
         columns=columns.columns(KINDS[stored.key.kind].info, stored.document, stored.status),
     )
+
+
+class Summaries:
+    """Summaries of stored objects, memoised by their version, per kind.
+
+    A page lists a thousand objects on every view; only those written since the last one are
+    summarised again (their printer columns evaluated, their status parsed). An object the
+    store gives no version is summarised every time. Safe to share between request threads:
+    each call replaces its kind's memo whole, so the memo never holds deleted objects for long.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, dict[ResourceKey, tuple[str, ResourceSummary]]] = {}
+
+    def of(self, kind: str, stored: Iterable[StoredObject]) -> list[ResourceSummary]:
+        """The summaries of ``stored``, every object of ``kind`` as the store listed them."""
+        known = self._known.get(kind, {})
+        found = []
+        keys = []
+        fresh: dict[ResourceKey, tuple[str, ResourceSummary]] = {}
+        for item in stored:
+            keys.append(item.key)
+            hit = known.get(item.key)
+            if item.version is not None and hit is not None and hit[0] == item.version:
+                found.append(hit[1])
+                continue
+            summary = summarise(item)
+            if item.version is not None:
+                fresh[item.key] = (item.version, summary)
+            found.append(summary)
+        # Unchanged, the memo stays as it is: rebuilding it on every view would hand the
+        # garbage collector thousands of new long-lived objects per page.
+        if fresh or len(keys) != len(known):
+            merged = {**known, **fresh}
+            self._known[kind] = {key: merged[key] for key in keys if key in merged}
+        return found
 
 
 def resource(stored: StoredObject) -> Resource:

@@ -10,7 +10,8 @@ sees:
   through the NebulaNode reconciler from a heartbeat; a few objects not Ready or Stalled), a
   heartbeat per node and a sync history;
 - the app of :func:`api.app.create_app` (open: no users), served by uvicorn on 127.0.0.1 in a
-  thread of this process;
+  thread of this process, with the collector set as the commands set it
+  (:func:`api.app.steady_collector`);
 - a client in another process (so it never competes for this one's GIL) with one keep-alive
   ``httpx.Client`` asking for gzip as browsers do, timing each request from send to the last
   byte. The endpoints are asked in turn, round after round, so machine noise spreads evenly.
@@ -304,6 +305,7 @@ def main() -> None:
             # The client in another process: its parsing never takes the server's GIL.
             spawn = multiprocessing.get_context("spawn")
             load_before = os.getloadavg()[0]
+            api.app.steady_collector()  # as `nebula up` and `nebula serve` do before serving
             with (
                 serving(app) as base,
                 concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool,

@@ -68,13 +68,17 @@ def _unknown_kind(
 
 @router.get("/{kind}", response_class=fastapi.responses.HTMLResponse, include_in_schema=False)
 def kind_page(
-    request: fastapi.Request, kind: str, store: deps.Store, templates: deps.Templates
+    request: fastapi.Request,
+    kind: str,
+    store: deps.Store,
+    summaries: deps.Summaries,
+    templates: deps.Templates,
 ) -> fastapi.responses.HTMLResponse:
     """Every object of one kind with the kind's printer columns; 404 for an unknown kind."""
     model = KINDS.get(kind)
     if model is None:
         return _unknown_kind(request, templates, kind)
-    items = [views.summarise(stored) for stored in store.list(kind)]
+    items = summaries.of(kind, store.list(kind))
     page = KindPage(overview.KindSection(kind, model.info.plural, items), model.info, _now())
     return templates.TemplateResponse(request, "kind.html", {"page": page, "kinds": list(KINDS)})
 

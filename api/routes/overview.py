@@ -40,7 +40,8 @@ router = fastapi.APIRouter()
 RECENT_RUNS = 15
 """How many sync runs the page lists."""
 OPEN_UP_TO = 30
-"""A kind's table starts unfolded when it has at most this many objects, or any in trouble."""
+"""A kind's table starts unfolded when it has at most this many objects, or any in trouble;
+it never lists more than this many (those in trouble first): its own page has them all."""
 ATTENTION_SHOWN = 10
 """How many objects in trouble the top of the page lists; the tables below show them all."""
 
@@ -73,6 +74,21 @@ class KindSection:
     def troubled(self) -> int:
         """How many of its objects need attention."""
         return sum(item.needs_attention for item in self.items)
+
+    @functools.cached_property
+    def shown(self) -> list[views.ResourceSummary]:
+        """What the overview lists: every object of a small kind; of a large one, those in
+        trouble first, up to :data:`OPEN_UP_TO`, so the page costs the same at any size."""
+        if len(self.items) <= OPEN_UP_TO:
+            return self.items
+        troubled = [item for item in self.items if item.needs_attention]
+        others = [item for item in self.items if not item.needs_attention]
+        return (troubled + others)[:OPEN_UP_TO]
+
+    @property
+    def hidden(self) -> int:
+        """How many of its objects only the kind's page lists."""
+        return len(self.items) - len(self.shown)
 
     @property
     def open(self) -> bool:
@@ -131,9 +147,13 @@ class Overview:
 
 
 def read(
-    store: deps.Store, runs: deps.Runs, beats: heartbeats.HeartbeatStore | None = None
+    store: deps.Store,
+    runs: deps.Runs,
+    beats: heartbeats.HeartbeatStore | None = None,
+    summaries: views.Summaries | None = None,
 ) -> Overview:
     """Reads the page's data: one list per kind, one history query, the heartbeats."""
+    summaries = summaries or views.Summaries()
     listed = {kind: store.list(kind) for kind in KINDS}
     sources = [views.source_view(*found) for found in views.git_sources(listed["GitSource"])]
     return Overview(
@@ -142,7 +162,7 @@ def read(
         sources=sources,
         runs=[views.SyncRunView.of(run) for run in runs.latest(limit=RECENT_RUNS)],
         kinds=[
-            KindSection(kind, KINDS[kind].info.plural, [views.summarise(s) for s in stored])
+            KindSection(kind, KINDS[kind].info.plural, summaries.of(kind, stored))
             for kind, stored in listed.items()
         ],
     )
@@ -169,5 +189,5 @@ def overview(
     services: Annotated[deps.Services, fastapi.Depends(deps.get_services)],
 ) -> fastapi.responses.HTMLResponse:
     """The status page."""
-    page = read(store, runs, services.heartbeats)
+    page = read(store, runs, services.heartbeats, services.summaries)
     return templates.TemplateResponse(request, "overview.html", {"page": page})

@@ -23,9 +23,9 @@ router = fastapi.APIRouter()
 
 
 @router.get("", response_model=list[views.ResourceSummary])
-def list_resources(store: deps.Store) -> list[views.ResourceSummary]:
+def list_resources(store: deps.Store, summaries: deps.Summaries) -> list[views.ResourceSummary]:
     """Every object of every kind, in sync order (nodes first), each by namespace and name."""
-    return [views.summarise(stored) for kind in KINDS for stored in store.list(kind)]
+    return [summary for kind in KINDS for summary in summaries.of(kind, store.list(kind))]
 
 
 def list_kind(kind: str) -> Callable[[nebula.store.ResourceStore], list[Resource]]:

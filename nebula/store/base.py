@@ -102,6 +102,9 @@ class StoredObject:
     generation: int | None  # None where the store does not count generations (an emulator)
     source: str | None  # the GitSource that applied it, or None
     updated: datetime.datetime | None = None
+    # Changes whenever the object or its status is written (PostgreSQL: the row's xmin;
+    # Kubernetes: its resourceVersion): what a reader may memoise by. None: unknown.
+    version: str | None = None
 
 
 class ResourceStore(Protocol):

@@ -505,6 +505,7 @@ def _stored(kind: str, raw: Mapping[str, Any]) -> base.StoredObject:
         status=copy.deepcopy(raw.get("status") or {}),
         generation=int(generation) if generation is not None else None,
         source=(metadata.get("labels") or {}).get(base.SOURCE_LABEL),
+        version=metadata.get("resourceVersion"),
     )
 
 

@@ -29,11 +29,14 @@ CHANNEL = "nebula_resources"
 """The LISTEN/NOTIFY channel on which every change of a resource is announced."""
 
 _INVENTORY = "SELECT kind, namespace, name, applied_hash, drifted FROM resources WHERE source = %s"
-# Changes whenever an object of the source is written, deleted or drifts: any insert or update
-# sets updated_at to now(), which is past the newest; a delete lowers the count.
+# Fingerprints change whenever a row of theirs is committed as written or deleted. Every
+# insert or update gives its row the writing transaction's id (xmin), new to the table, and a
+# delete lowers the count; the sum of the ids moves with either. (Not max(updated_at): now() is
+# when a transaction began, so one that began earlier and commits later hides behind the max.)
 _FINGERPRINT = """
-SELECT count(*), max(updated_at), bool_or(drifted) FROM resources WHERE source = %s
+SELECT count(*), sum(xmin::text::bigint), bool_or(drifted) FROM resources WHERE source = %s
 """
+_KIND_FINGERPRINT = "SELECT count(*), sum(xmin::text::bigint) FROM resources WHERE kind = %s"
 _OWNERS = """
 SELECT r.kind, r.namespace, r.name, r.source
 FROM resources r JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(kind, namespace, name)
@@ -55,7 +58,8 @@ ON CONFLICT (kind, namespace, name) DO UPDATE SET
 """
 _PRUNE = "DELETE FROM resources WHERE kind = %s AND namespace = %s AND name = %s AND source = %s"
 _SELECT = """
-SELECT kind, namespace, name, document, status, generation, source, updated_at FROM resources
+SELECT kind, namespace, name, document, status, generation, source, updated_at, xmin::text
+FROM resources
 """
 
 Row = tuple[Any, ...]
@@ -81,6 +85,9 @@ class PostgresStore:
         self._inventories: dict[
             str, tuple[tuple[Any, ...], dict[ResourceKey, base.AppliedState]]
         ] = {}
+        # The last list read per kind, the same way: the web pages list every kind on every
+        # view, and decoding a thousand documents costs more than the page's whole budget.
+        self._lists: dict[str, tuple[tuple[Any, ...], list[base.StoredObject]]] = {}
 
     def open(self) -> PostgresStore:
         """Connects; raises :class:`~nebula.errors.StoreUnavailable` when PostgreSQL is down."""
@@ -171,12 +178,22 @@ class PostgresStore:
         return _stored(row) if row else None
 
     def list(self, kind: str) -> list[base.StoredObject]:
-        """Every object of a kind, sorted by namespace and name."""
+        """Every object of a kind, sorted by namespace and name.
+
+        While nothing of the kind changed, it answers with the objects it read last time (a
+        count and a sum instead of every document): treat them as read-only.
+        """
         with self._connection() as conn:
+            fingerprint = tuple(conn.execute(_KIND_FINGERPRINT, (kind,)).fetchone() or ())
+            known = self._lists.get(kind)
+            if known is not None and known[0] == fingerprint:
+                return list(known[1])
             rows = conn.execute(
                 _SELECT + " WHERE kind = %s ORDER BY namespace, name", (kind,)
             ).fetchall()
-        return [_stored(row) for row in rows]
+        found = [_stored(row) for row in rows]
+        self._lists[kind] = (fingerprint, found)
+        return list(found)
 
     def write_status(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
         """Replaces an object's status; raises ResourceNotFound when the object is gone."""
@@ -212,7 +229,7 @@ class PostgresStore:
 
 
 def _stored(row: Row) -> base.StoredObject:
-    kind, namespace, name, document, status, generation, source, updated = row
+    kind, namespace, name, document, status, generation, source, updated, version = row
     return base.StoredObject(
         key=_key(kind, namespace, name),
         document=document,
@@ -220,6 +237,7 @@ def _stored(row: Row) -> base.StoredObject:
         generation=generation,
         source=source,
         updated=updated,
+        version=version,
     )
 
 

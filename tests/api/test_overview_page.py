@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+import psycopg
 
 import api
+from api.routes import overview
 from nebula import heartbeats
 from nebula.heartbeats import Heartbeat
 from nebula.resources import KINDS, ResourceKey
@@ -210,7 +212,7 @@ class CountingStore:
         self.store.write_status(key, status)
 
 
-async def test_a_thousand_objects_cost_one_query_per_kind(
+async def test_a_thousand_objects_cost_one_query_per_kind_and_a_bounded_table(
     store: PostgresStore, runs: History, trigger: Any, secrets: Any, homelab: Any
 ) -> None:
     models = [homelab.model(f"model-{n:04}") for n in range(1000)]
@@ -235,8 +237,36 @@ async def test_a_thousand_objects_cost_one_query_per_kind(
     assert response.status_code == 200
     assert sorted(counting.lists) == sorted(KINDS)
     assert counting.gets == 0
-    assert response.text.count('<tr id="NebulaModel-ai-model-') == 1000
+    # The overview lists the ten in trouble first, then fills its table; the kind's page the rest.
+    assert response.text.count('<tr id="NebulaModel-ai-model-') == overview.OPEN_UP_TO
+    for n in range(0, 1000, 100):
+        assert f'<tr id="NebulaModel-ai-model-{n:04}" class="trouble">' in response.text
+    assert f"{1000 - overview.OPEN_UP_TO} more on" in response.text
+    link = 'href="/kinds/NebulaModel">the NebulaModel page</a>, which lists all 1000'
+    assert link in response.text
     assert "10</strong><span>stalled" in response.text
+
+
+async def test_the_pages_follow_every_write_though_they_keep_what_they_read(
+    client: httpx.AsyncClient, store: PostgresStore, homelab: Any, database: str
+) -> None:
+    """The store's list and the pages' summaries are memoised; a write must still show."""
+    key = homelab.put(homelab.model("llama3-1-8b"))
+    gone = homelab.put(homelab.model("qwen2-5-7b"))
+    first = await client.get("/kinds/NebulaModel")
+    assert "llama3-1-8b" in first.text and "qwen2-5-7b" in first.text
+    again = await client.get("/kinds/NebulaModel")  # from the memo now: nothing changed
+    assert again.text.count("llama3-1-8b") == first.text.count("llama3-1-8b")
+
+    store.write_status(key, homelab.status("False", "PullFailed", "disk full on home-ubuntu"))
+    with psycopg.connect(database, autocommit=True) as conn:  # deleted by hand, behind its back
+        conn.execute("DELETE FROM resources WHERE name = %s", (gone.name,))
+
+    page = (await client.get("/kinds/NebulaModel")).text
+    assert "disk full on home-ubuntu" in page
+    assert "qwen2-5-7b" not in page
+    listed = (await client.get("/api/v1/resources")).json()
+    assert [item["name"] for item in listed if item["kind"] == "NebulaModel"] == ["llama3-1-8b"]
 
 
 async def test_reporting_machines_are_listed_and_an_undeclared_one_stands_out(
