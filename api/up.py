@@ -149,7 +149,8 @@ async def _serve(
     reporting = asyncio.create_task(agent.run(stop), name="nebula-agent")
     serving = asyncio.create_task(server.serve(), name="nebula-web")
     await runtime.wait_ready()
-    _err.print(_banner(state, host=host, port=port, repo=repo, users=users_file))
+    # A panel wraps its lines only without soft wrapping (the console soft-wraps log lines).
+    _err.print(_banner(state, host=host, port=port, repo=repo, users=users_file), soft_wrap=False)
     # Either a signal, or the web server ending on its own (its port was taken).
     waiting = asyncio.create_task(stop.wait())
     await asyncio.wait({waiting, serving}, return_when=asyncio.FIRST_COMPLETED)

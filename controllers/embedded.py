@@ -70,6 +70,10 @@ class Controller(Protocol):
         """Reconciles one object; ``attempt`` counts consecutive transient failures."""
         ...
 
+    def deleted(self, key: ResourceKey) -> None:
+        """The object is gone: clean up after it (e.g. prune what a GitSource applied)."""
+        ...
+
 
 def resource_of(stored: StoredObject) -> dict[str, Any]:
     """The object as a model reads it: the document with the store's generation."""
@@ -100,10 +104,12 @@ class GitSourceController:
         self._changes = changes
         self._state_dir = state_dir
         self._caches: dict[ResourceKey, FileCache] = {}
+        self._known: dict[ResourceKey, GitSource] = {}  # the last spec seen, for deleted()
 
     def reconcile(self, stored: StoredObject, *, attempt: int) -> Step:
         """Syncs one GitSource and returns its status and next run."""
         source = GitSource.model_validate(resource_of(stored))
+        self._known[stored.key] = source
         previous = GitSourceStatus.model_validate(stored.status) if stored.status else None
         key = stored.key
         outcome = git_source.reconcile(
@@ -120,6 +126,14 @@ class GitSourceController:
         )
         status = outcome.status.model_dump(mode="json", by_alias=True, exclude_none=True)
         return Step(status, outcome.retry_after, outcome.transient, outcome.event)
+
+    def deleted(self, key: ResourceKey) -> None:
+        """Prunes what the deleted GitSource applied (unless its spec said ``prune: false``)."""
+        self._caches.pop(key, None)
+        source = self._known.pop(key, None)
+        if source is not None:
+            pruned = git_source.forget(source, store=self._store, runs=self._runs)
+            log.info("%s was deleted; %d objects it applied were pruned", key, pruned)
 
 
 class NebulaNodeController:
@@ -144,6 +158,9 @@ class NebulaNodeController:
         status = outcome.status.model_dump(mode="json", by_alias=True, exclude_none=True)
         return Step(status, outcome.retry_after)
 
+    def deleted(self, key: ResourceKey) -> None:
+        """Nothing to clean up: the heartbeats stay, a node declared again matches them."""
+
 
 class BotConfigController:
     """Compares each BotConfig with what its running bots reported; woken by every report."""
@@ -164,6 +181,9 @@ class BotConfigController:
         )
         status = outcome.status.model_dump(mode="json", by_alias=True, exclude_none=True)
         return Step(status, None, event=outcome.event)
+
+    def deleted(self, key: ResourceKey) -> None:
+        """Nothing to clean up: the bots keep what they run until given another BotConfig."""
 
 
 class EmbeddedRuntime:
@@ -261,6 +281,7 @@ class EmbeddedRuntime:
                 wake.clear()
                 stored = await asyncio.to_thread(self._store.get, key)
                 if stored is None:
+                    await self._deleted(controller, key)
                     return  # deleted: its loop ends with it
                 step = await self._reconcile(controller, stored, attempt)
                 attempt = attempt + 1 if step.transient else 1
@@ -268,6 +289,15 @@ class EmbeddedRuntime:
         finally:
             self._loops.pop(key, None)
             self._wake.pop(key, None)
+
+    @staticmethod
+    async def _deleted(controller: Controller, key: ResourceKey) -> None:
+        try:
+            await asyncio.to_thread(controller.deleted, key)
+        # The store is down: what the object left behind stays (the embedded store has no
+        # finalizers to try again with); the log says so.
+        except Exception:
+            log.exception("cleaning up after the deleted %s failed", key)
 
     async def _reconcile(self, controller: Controller, stored: StoredObject, attempt: int) -> Step:
         try:

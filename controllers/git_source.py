@@ -32,6 +32,7 @@ __all__ = [
     "VALIDATION_FAILED",
     "Outcome",
     "credentials",
+    "forget",
     "reconcile",
     "retry_delay",
 ]
@@ -55,6 +56,27 @@ class Outcome:
     retry_after: float  # seconds until the next sync
     event: outcomes.Event | None = None
     transient: bool = False  # failed in a way the same input may not fail again
+
+
+def forget(source: GitSource, *, store: base.ResourceStore, runs: history.History) -> int:
+    """What deleting a GitSource does: with ``spec.prune`` (the default), prune every object it
+    applied, as a sync of an empty revision would; without, leave them, unowned by anyone now.
+
+    Holds the source's sync lock, so it never interleaves with a sync of it, and records the
+    prune in the history. Returns how many objects were pruned. Raises what the store or the
+    database raise: the runtime retries (a finalizer keeps the GitSource until it succeeds).
+    """
+    if not source.spec.prune:
+        return 0
+    name = base.source_id(source.key)
+    with runs.lock(name) as started:
+        applied = sorted(store.inventory(name), key=str)
+        if applied:
+            store.commit(name, base.Plan(prune=applied))
+            message = f"{source.key} was deleted: pruned what it applied"
+            counts = {"pruned": len(applied)}
+            runs.record(name, started=started, result="applied", message=message, counts=counts)
+    return len(applied)
 
 
 def retry_delay(source: GitSource, attempt: int) -> float:

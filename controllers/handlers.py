@@ -6,7 +6,8 @@ operator start, after a change) that does its work in a worker thread, then slee
 retry delay passes or something wakes it:
 
 - a **GitSource** is synced (:class:`controllers.operator.GitSourceSyncer`); a change of its
-  spec, or of the ``nebula.dev/requested-at`` annotation a webhook sets, wakes it;
+  spec, or of the ``nebula.dev/requested-at`` annotation a webhook sets, wakes it; deleted, it
+  prunes what it applied before kopf's finalizer lets it go (:func:`forget_git_source`);
 - a **NebulaNode** is compared with its agent's latest heartbeat, and its k3s ``Node`` labelled
   (:class:`controllers.operator.NodeReporter`); a change of its spec wakes it, and so does every
   heartbeat, through the operator's one LISTEN (:class:`controllers.operator.HeartbeatListener`,
@@ -91,6 +92,8 @@ def registry() -> kopf.OperatorRegistry:
     for plural, daemon in daemons:
         kopf.daemon(GROUP, VERSION, plural, registry=found, cancellation_timeout=10.0)(daemon)
         kopf.on.event(GROUP, VERSION, plural, registry=found, when=changed_since_sync)(wake_daemon)
+    # With a finalizer: a deleted GitSource stays until what it applied is pruned.
+    kopf.on.delete(GROUP, VERSION, _GIT_SOURCES, registry=found)(forget_git_source)
     return found
 
 
@@ -142,6 +145,19 @@ async def sync_git_source(
     key = ResourceKey("GitSource", body.metadata.namespace, str(body.metadata.name))
     syncer = operator.GitSourceSyncer(memo.runtime, key, logger=logger)
     await _run(syncer.sync, body=body, memo=memo, wake=asyncio.Event(), stopped=stopped)
+
+
+async def forget_git_source(body: kopf.Body, memo: Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Prunes what a deleted GitSource applied (``spec.prune``); kopf retries until it can."""
+    raw = copy.deepcopy(dict(body))
+    try:
+        pruned = await asyncio.get_running_loop().run_in_executor(
+            memo.runtime.executor, operator.forget_git_source, memo.runtime, raw
+        )
+    # The API server or PostgreSQL did not answer: the finalizer holds the GitSource meanwhile.
+    except errors.TransientError as error:
+        raise kopf.TemporaryError(f"not pruned yet: {error}", delay=10) from error
+    logger.info("deleted: %d objects it applied were pruned", pruned)
 
 
 async def report_nebula_node(

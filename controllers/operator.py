@@ -61,6 +61,7 @@ __all__ = [
     "Reporter",
     "Runtime",
     "change_marker",
+    "forget_git_source",
 ]
 
 INVALID_SPEC = "InvalidSpec"
@@ -242,6 +243,20 @@ def change_marker(raw: Mapping[str, Any]) -> Marker:
     annotations = (raw.get("metadata") or {}).get("annotations") or {}
     spec = json.dumps(raw.get("spec") or {}, sort_keys=True, default=str)
     return spec, annotations.get(triggers.REQUESTED_AT)
+
+
+def forget_git_source(runtime: Runtime, raw: Mapping[str, Any]) -> int:
+    """Prunes what a deleted GitSource applied (see :func:`controllers.git_source.forget`);
+    returns how many objects. A spec the model refuses prunes nothing: what it might have
+    applied stays, and the log says so. Raises TransientError when it must be tried again.
+    """
+    try:
+        source = GitSource.model_validate(kubernetes_store.resource_document(raw))
+    # Its spec was never valid, so it never synced: it applied nothing (or nothing we can trust).
+    except pydantic.ValidationError as error:
+        _log.warning("a deleted GitSource with an invalid spec prunes nothing: %s", error)
+        return 0
+    return git_source.forget(source, store=runtime.store, runs=runtime.runs)
 
 
 class GitSourceSyncer:

@@ -224,6 +224,15 @@ class Cluster:
                 GROUP, VERSION, plural, key.name, dict(patch)
             )
 
+    def delete(self, key: ResourceKey) -> None:
+        """Deletes a namespaced nebula.dev object through the API, as ``kubectl delete`` would:
+        with finalizers, it only gets a deletionTimestamp until they are removed."""
+        plural = KINDS[key.kind].info.plural
+        assert key.namespace is not None
+        self.objects_api.delete_namespaced_custom_object(
+            GROUP, VERSION, key.namespace, plural, key.name
+        )
+
 
 @contextlib.contextmanager
 def serve() -> Iterator[Cluster]:

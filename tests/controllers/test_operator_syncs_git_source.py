@@ -159,6 +159,52 @@ def test_a_commit_that_deletes_a_file_prunes_exactly_its_objects(
     assert (runs[0].pruned, runs[0].created, runs[0].updated) == (2, 0, 0)
 
 
+def test_deleting_the_git_source_prunes_what_it_applied_then_lets_it_go(
+    k8s: Cluster, running_operator: Operator, homelab_remote: GitRemote
+) -> None:
+    _started(k8s, homelab_remote)
+    applied = set(_managed(k8s))
+    assert len(applied) > 20
+    by_hand = ResourceKey("NebulaModel", "default", "by-hand")
+    k8s.create(
+        {
+            "apiVersion": "nebula.dev/v1alpha1",
+            "kind": "NebulaModel",
+            "metadata": {"name": by_hand.name, "namespace": by_hand.namespace},
+            "spec": {"provider": "ollama", "model": "qwen2.5:7b"},
+        }
+    )
+
+    k8s.delete(SOURCE)
+
+    def gone() -> bool:
+        """the GitSource and everything it applied are gone"""
+        return not _managed(k8s) and SOURCE not in k8s.objects("GitSource")
+
+    _eventually(gone)
+    assert by_hand in k8s.objects("NebulaModel")  # not the source's: left alone
+    runs = History(running_operator.database).latest(SOURCE_ID, limit=1)
+    assert runs[0].pruned == len(applied)
+    assert runs[0].message is not None and "was deleted" in runs[0].message
+
+
+def test_a_git_source_without_prune_leaves_what_it_applied_when_deleted(
+    k8s: Cluster, running_operator: Operator, homelab_remote: GitRemote
+) -> None:
+    _started(k8s, homelab_remote)
+    k8s.patch(SOURCE, {"spec": {"prune": False}})
+    applied = set(_managed(k8s))
+
+    k8s.delete(SOURCE)
+
+    def gone() -> bool:
+        """the GitSource is gone"""
+        return SOURCE not in k8s.objects("GitSource")
+
+    _eventually(gone)
+    assert set(_managed(k8s)) == applied
+
+
 def test_a_bad_file_applies_nothing_names_the_line_and_the_next_good_commit_recovers(
     k8s: Cluster, running_operator: Operator, homelab_remote: GitRemote
 ) -> None:
