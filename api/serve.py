@@ -23,14 +23,11 @@ import uvicorn
 
 from api import app as web
 from api import auth as web_auth
-from api import views
 from api.routes import events as event_routes
-from controllers import git_source, local
+from controllers import cluster, local
 from nebula import auth, db, errors, secrets, settings
 from nebula.changes import ChangeService
 from nebula.resources import ResourceKey
-from nebula.resources.git_source import GitSource
-from nebula.sources import Mirror
 from nebula.store import kubernetes as kubernetes_store
 from nebula.sync import History
 
@@ -75,7 +72,7 @@ class ServeCommand:
             )
         url = str(database_url)
         users = auth.load_users(args.users) if args.users else None
-        changes_source = _source_key(args.changes_source) if args.changes_source else None
+        changes_source = cluster.source_key(args.changes_source) if args.changes_source else None
         db.migrate(url)
         with (
             contextlib.closing(kubernetes_store.connect(args.kube_server)) as api,
@@ -115,15 +112,6 @@ async def _serve(app: fastapi.FastAPI, feed: event_routes.Feed, *, host: str, po
     await asyncio.gather(serving, waiting, return_exceptions=True)
 
 
-def _source_key(text: str) -> ResourceKey:
-    namespace, slash, name = text.partition("/")
-    if not slash or not namespace or not name or "/" in name:
-        raise errors.ConfigurationError(
-            f"--changes-source {text!r}: expected NAMESPACE/NAME of a GitSource"
-        )
-    return ResourceKey("GitSource", namespace, name)
-
-
 def change_service(
     api: kubernetes.client.ApiClient,
     database_url: str,
@@ -137,19 +125,13 @@ def change_service(
     Raises ResourceNotFound when the cluster has no such GitSource, and ConfigurationError when
     it follows a tag or a commit (nothing to merge into).
     """
-    store = kubernetes_store.KubernetesStore(api)
-    stored = store.get(key)
-    if stored is None:
-        raise errors.ResourceNotFound(f"--changes-source: the cluster has no {key}")
-    source = views.resource(stored)
-    assert isinstance(source, GitSource)  # read as a GitSource, parsed as its kind's model
     trigger = kubernetes_store.KubernetesTrigger(api)
-    cluster_secrets = secrets.KubernetesSecrets(api)
-    return ChangeService(
-        conninfo=database_url,
-        source=source,
-        mirror=Mirror(state_dir / "changes" / f"{key.namespace}.{key.name}.git"),
-        credentials=git_source.credentials(source, cluster_secrets),
+    return cluster.change_service(
+        kubernetes_store.KubernetesStore(api),
+        database_url,
+        key,
+        secrets=secrets.KubernetesSecrets(api),
+        state_dir=state_dir,
         merged=lambda merged: trigger.request(merged.key),
     )
 

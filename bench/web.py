@@ -1,14 +1,14 @@
 """Benchmark: the web app's answer times with 1,000 resources (``python bench/web.py``).
 
-Issue 5 asks that the webhook and the UI pages answer in under 50 ms at p99 with 1,000
-resources. This builds that homelab for real and measures what a browser or a git provider
-sees:
+Issue 5 asks that the webhook and the UI pages (the overview, a kind, an object, the changes
+queue and a change) answer in under 50 ms at p99 with 1,000 resources. This builds that homelab
+for real and measures what a browser or a git provider sees:
 
 - an embedded PostgreSQL, migrated; a generated homelab (``generate.py``) of about 1,000
   resources pushed to a bare repository and synced by the GitSource reconciler, as
   ``nebula up`` does; then a status on every object as its controller would write it (nodes
   through the NebulaNode reconciler from a heartbeat; a few objects not Ready or Stalled), a
-  heartbeat per node and a sync history;
+  heartbeat per node, a sync history, and 20 change requests waiting (one merged);
 - the app of :func:`api.app.create_app` (open: no users), served by uvicorn on 127.0.0.1 in a
   thread of this process, with the collector set as the commands set it
   (:func:`api.app.steady_collector`);
@@ -51,6 +51,7 @@ import uvicorn
 import api
 from controllers import git_source, nebula_node
 from nebula import db, heartbeats
+from nebula.changes import ChangeService, Person, intents
 from nebula.resources import API_VERSION, GitSource, NebulaNode, ResourceKey, conditions
 from nebula.resources.nebula_node import Hardware
 from nebula.secrets import EnvironmentSecrets, environment_variable
@@ -59,6 +60,8 @@ from nebula.store import PostgresStore
 from nebula.sync import FileCache, History
 
 SECRET = "bench-webhook-hmac"
+CHANGES = 20
+"""Change requests waiting in the queue the changes page lists."""
 BUDGET_MS = 50.0
 """Issue 5: every page and the webhook answer within this at p99, with 1,000 resources."""
 NOW = datetime.datetime.now(datetime.UTC)
@@ -104,7 +107,7 @@ def repository(root: pathlib.Path, count: int) -> tuple[pathlib.Path, int]:
     return bare, written
 
 
-def sync(root: pathlib.Path, bare: pathlib.Path, store: PostgresStore, runs: History) -> None:
+def sync(root: pathlib.Path, bare: pathlib.Path, store: PostgresStore, runs: History) -> GitSource:
     """Stores the GitSource (with a webhook secret) and syncs it once, status written."""
     spec = {
         "url": f"file://{bare}",
@@ -127,6 +130,24 @@ def sync(root: pathlib.Path, bare: pathlib.Path, store: PostgresStore, runs: His
     ready = conditions.find(outcome.status.conditions, conditions.READY)
     assert ready is not None and ready.status == "True", ready
     store.write_status(key, dumped(outcome.status))
+    return source
+
+
+def changes(root: pathlib.Path, url: str, source: GitSource, count: int) -> ChangeService:
+    """A change service for the source with ``count`` changes waiting (each scales a service,
+    a commit on its own branch, as the CLI or a bot opens them) and one merged."""
+    service = ChangeService(conninfo=url, source=source, mirror=Mirror(root / "changes.git"))
+    asker = Person("Bench", "bench@example.invalid")
+    opened = [
+        service.open(
+            intents.ScaleService(namespace="homelab", service=f"svc-{n}", replicas=2 + n % 5),
+            requester=asker,
+            origin="cli",
+        )
+        for n in range(count + 1)
+    ]
+    service.approve(opened[0].id, approver=asker)
+    return service
 
 
 def hardware(index: int) -> Hardware:
@@ -279,7 +300,8 @@ def main() -> None:
             runs = History(url)
             beats = heartbeats.HeartbeatStore(url)
             started = time.perf_counter()
-            sync(root, bare, store, runs)
+            source = sync(root, bare, store, runs)
+            service = changes(root, url, source, CHANGES)
             counts = statuses(store, beats)
             history(runs, git("rev-parse", "HEAD", cwd=root / "work"))
             by_kind = ", ".join(f"{n} {k}" for k, n in counts.items())
@@ -288,7 +310,8 @@ def main() -> None:
             secrets = EnvironmentSecrets({environment_variable("github-webhook", "hmac"): SECRET})
             trigger = CountingTrigger()
             app = api.create_app(store=store, runs=runs, trigger=trigger, secrets=secrets,
-                                 heartbeats=beats)  # fmt: skip
+                                 heartbeats=beats, changes=service)  # fmt: skip
+            waiting = service.store.list(states=["open"])[0].id
             body, signed = push_event(bare)
             node = store.list("NebulaNode")[0].key.name
             model = store.list("NebulaModel")[0].key
@@ -299,6 +322,8 @@ def main() -> None:
                 (f"GET /kinds/NebulaModel/{model.namespace}/{model.name}", "GET",
                  f"/kinds/NebulaModel/{model.namespace}/{model.name}", None, {}),
                 ("GET /api/v1/resources", "GET", "/api/v1/resources", None, {}),
+                (f"GET /changes  ({CHANGES} waiting)", "GET", "/changes", None, {}),
+                (f"GET /changes/{waiting}", "GET", f"/changes/{waiting}", None, {}),
                 ("GET /healthz", "GET", "/healthz", None, {}),
                 ("POST /hooks/git (signed push)", "POST", "/hooks/git", body, signed),
             ]  # fmt: skip

@@ -1,10 +1,15 @@
-"""``nebula bot discord`` and ``nebula bot twitch``: run a chat bot next to ``nebula up``.
+"""``nebula bot discord`` and ``nebula bot twitch``: run a chat bot next to ``nebula up`` or on k3s.
 
-Registered under the ``nebula.commands`` entry points (:data:`BOT`). Both bots work on the
-embedded runtime's state (its PostgreSQL, the BotConfig in its store, the change requests of
-its bootstrap GitSource) and read their tokens through the BotConfig's secret references from
-the environment (``NEBULA_SECRET_<NAME>_<KEY>``), never from Git. discord.py and twitchio are
-imported only when a bot starts: every other ``nebula`` command stays quick to load.
+Registered under the ``nebula.commands`` entry points (:data:`BOT`). By default both bots work
+on the embedded runtime's state (its PostgreSQL, the BotConfig in its store, the change
+requests of its bootstrap GitSource). With ``--kubernetes`` (:func:`cluster_state`) they read
+the BotConfig and what the commands show from the Kubernetes API (in-cluster, else the
+kubeconfig, else ``--kube-server``) and follow it with a watch, while their reports, change
+requests and change notices stay in the PostgreSQL of ``DATABASE_URL``; the Discord bot's
+change requests go to the GitSource that applied its BotConfig (or ``--changes-source``).
+Tokens and git credentials come through the secret references from the environment
+(``NEBULA_SECRET_<NAME>_<KEY>``), never from Git. discord.py and twitchio are imported only
+when a bot starts: every other ``nebula`` command stays quick to load.
 
 Both connect to Discord or Twitch for real, so they cannot run in the tests (which build the
 command tree and run every handler and message function instead).
@@ -14,21 +19,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import pathlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import kubernetes.client
 import rich.console
 
 from bots import commands, live, notifications, reloading
-from controllers import local
-from nebula import bot_reports, errors, settings
+from controllers import cluster, local
+from nebula import bot_reports, db, errors, settings
+from nebula.changes import ChangeService
 from nebula.resources import ResourceKey
 from nebula.resources.base import SecretKeyRef
 from nebula.resources.bot_config import BotConfig
-from nebula.secrets import Secrets, environment_variable
+from nebula.secrets import EnvironmentSecrets, Secrets, environment_variable
+from nebula.store import ResourceStore
+from nebula.store import kubernetes as kubernetes_store
 
-__all__ = ["BOT", "DEFAULT_UI_URL", "BotCommand", "secret"]
+__all__ = [
+    "BOT",
+    "DEFAULT_UI_URL",
+    "BotCommand",
+    "BotState",
+    "cluster_change_service",
+    "cluster_state",
+    "embedded_state",
+    "secret",
+]
 
 DEFAULT_UI_URL = "http://127.0.0.1:8080"
 """Where ``nebula up`` serves the web UI: links to changes point there unless told otherwise."""
@@ -36,8 +57,89 @@ DEFAULT_UI_URL = "http://127.0.0.1:8080"
 _err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
 _REAL = (
     "It connects to {platform} for real with the bot's token (it cannot run in the tests); "
-    "start `nebula up` first, in the same folder or with the same --database-url."
+    "start `nebula up` first, in the same folder or with the same --database-url (on k3s: "
+    "--kubernetes, with the operator's DATABASE_URL)."
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class BotState:
+    """What a bot works with, on the embedded runtime or on a cluster."""
+
+    conninfo: str  # PostgreSQL: reports, change requests, change notices
+    store: ResourceStore  # the BotConfig, and what the commands show
+    secrets: Secrets  # tokens and git credentials, by reference
+    feed: Callable[[ResourceKey, bot_reports.BotName], reloading.ChangeFeed]
+    """What rings when the BotConfig changes."""
+    changes: Callable[[ResourceKey], ChangeService]
+    """The change requests the Discord bot opens, given its BotConfig (made only by it)."""
+
+
+@contextlib.contextmanager
+def embedded_state(config: settings.Settings) -> Iterator[BotState]:
+    """The embedded runtime's state: its PostgreSQL (started if private) and store, its
+    bootstrap GitSource's change requests, and a LISTEN for the BotConfig."""
+    with local.local_state(config, say=lambda line: _err.print(line, markup=False)) as state:
+        yield BotState(
+            conninfo=state.conninfo,
+            store=state.store,
+            secrets=state.secrets,
+            feed=lambda key, bot: reloading.PostgresChanges(state.conninfo, key, bot=bot),
+            changes=lambda _: local.change_service(state),
+        )
+
+
+def cluster_state(
+    api: kubernetes.client.ApiClient,
+    database_url: str,
+    *,
+    state_dir: pathlib.Path,
+    changes_source: ResourceKey | None = None,
+    secrets: Secrets | None = None,
+) -> BotState:
+    """A cluster's state: the objects in its API server (a watch for the BotConfig), the
+    reports and change requests in the PostgreSQL of ``database_url`` (migrated by the caller),
+    secrets from the environment (default). The caller closes ``api``."""
+    store = kubernetes_store.KubernetesStore(api)
+    found = secrets if secrets is not None else EnvironmentSecrets()
+    return BotState(
+        conninfo=database_url,
+        store=store,
+        secrets=found,
+        feed=lambda key, bot: reloading.KubernetesChanges(api, key, bot=bot),
+        changes=lambda key: cluster_change_service(
+            store, database_url, key, source=changes_source, secrets=found, state_dir=state_dir
+        ),
+    )
+
+
+def cluster_change_service(
+    store: ResourceStore,
+    database_url: str,
+    bot_config: ResourceKey,
+    *,
+    source: ResourceKey | None,
+    secrets: Secrets,
+    state_dir: pathlib.Path,
+) -> ChangeService:
+    """The change requests of ``source``, else of the GitSource that applied ``bot_config``
+    (its ``nebula.dev/source`` label), as the cluster declares it now; the bot only opens
+    changes (approving, merging and syncing are the web UI's and the operator's).
+
+    Raises ConfigurationError when no GitSource is named and the BotConfig was not applied by
+    one, and ResourceNotFound when the cluster has no such GitSource.
+    """
+    if source is None:
+        stored_config = store.get(bot_config)
+        label = stored_config.source if stored_config is not None else None
+        namespace, dot, name = (label or "").partition(".")
+        if not dot:
+            raise errors.ConfigurationError(
+                f"{bot_config} was not applied by a GitSource: name the one to take change "
+                "requests for with --changes-source NAMESPACE/NAME"
+            )
+        source = ResourceKey("GitSource", namespace, name)
+    return cluster.change_service(store, database_url, source, secrets=secrets, state_dir=state_dir)
 
 
 def secret(secrets: Secrets, namespace: str, ref: SecretKeyRef, *, what: str) -> str:
@@ -68,6 +170,12 @@ class BotCommand:
         discord.add_argument(
             "--ui-url", default=DEFAULT_UI_URL, help=f"links to changes (default: {DEFAULT_UI_URL})"
         )
+        discord.add_argument(
+            "--changes-source",
+            metavar="NAMESPACE/NAME",
+            help="with --kubernetes: the GitSource to open changes for (default: the one that "
+            "applied the BotConfig)",
+        )
         twitch = bots.add_parser(
             "twitch",
             help="the stream bot: go-live posts on Discord, !status in Twitch chat",
@@ -80,12 +188,23 @@ class BotCommand:
         for sub in (discord, twitch):
             sub.add_argument("--state-dir", type=pathlib.Path, help="default: .nebula")
             sub.add_argument(
-                "--database-url", help="default: $DATABASE_URL, else nebula up's private server"
+                "--database-url",
+                help="default: $DATABASE_URL, else nebula up's private server (none with "
+                "--kubernetes)",
             )
             sub.add_argument(
                 "--config",
                 metavar="NAMESPACE/NAME",
                 help="the BotConfig to run with (default: the only one in the store)",
+            )
+            sub.add_argument(
+                "--kubernetes",
+                action="store_true",
+                help="on k3s: the BotConfig from the Kubernetes API (in-cluster, else the "
+                "kubeconfig), reports and changes in $DATABASE_URL's PostgreSQL",
+            )
+            sub.add_argument(
+                "--kube-server", help="the API server's URL (implies --kubernetes; no credentials)"
             )
             sub.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
 
@@ -101,7 +220,11 @@ class BotCommand:
         if args.database_url:
             update["database_url"] = args.database_url
         config = settings.Settings().model_copy(update=update)
-        with local.local_state(config, say=lambda line: _err.print(line, markup=False)) as state:
+        with contextlib.ExitStack() as stack:
+            if args.kubernetes or args.kube_server:
+                state = _on_cluster(stack, config, args)
+            else:
+                state = stack.enter_context(embedded_state(config))
             key = reloading.find_bot_config(state.store, args.config)
             bot_config = reloading.read_bot_config(state.store, key)
             if bot_config is None:
@@ -113,9 +236,27 @@ class BotCommand:
         return 0
 
 
-async def _discord(
-    state: local.LocalState, key: ResourceKey, config: BotConfig, *, ui_url: str
-) -> None:
+def _on_cluster(
+    stack: contextlib.ExitStack, config: settings.Settings, args: argparse.Namespace
+) -> BotState:
+    if not config.database_url:
+        raise errors.ConfigurationError(
+            "--kubernetes: no database for the reports and changes: pass --database-url or set "
+            "DATABASE_URL (a postgresql:// URL)"
+        )
+    url = str(config.database_url)
+    db.migrate(url)
+    api = stack.enter_context(contextlib.closing(kubernetes_store.connect(args.kube_server)))
+    changes_source = getattr(args, "changes_source", None)
+    return cluster_state(
+        api,
+        url,
+        state_dir=config.state_dir.resolve(),
+        changes_source=cluster.source_key(changes_source) if changes_source else None,
+    )
+
+
+async def _discord(state: BotState, key: ResourceKey, config: BotConfig, *, ui_url: str) -> None:
     from bots import discord_bot  # discord.py: only when the bot runs
 
     if config.spec.discord is None:
@@ -124,7 +265,7 @@ async def _discord(
     token = secret(
         state.secrets, namespace, config.spec.discord.token_secret_ref, what="Discord bot token"
     )
-    changes = local.change_service(state)
+    changes = state.changes(key)
     handlers = commands.Handlers(
         store=state.store,
         changes=changes,
@@ -134,7 +275,7 @@ async def _discord(
     )
     bot = discord_bot.NebulaBot(handlers=handlers, live_config=live.LiveConfig())
     reloader = reloading.Reloader(
-        conninfo=state.conninfo,
+        changes=state.feed(key, "discord"),
         store=state.store,
         reports=bot_reports.BotReportStore(state.conninfo),
         key=key,
@@ -152,7 +293,7 @@ async def _discord(
     )
 
 
-async def _twitch(state: local.LocalState, key: ResourceKey, config: BotConfig) -> None:
+async def _twitch(state: BotState, key: ResourceKey, config: BotConfig) -> None:
     from bots import discord_bot, twitch_bot  # discord.py and twitchio: only when it runs
 
     namespace = key.namespace or "default"
@@ -171,7 +312,7 @@ async def _twitch(state: local.LocalState, key: ResourceKey, config: BotConfig) 
         await sender.login(token)
     bot = twitch_bot.StreamBot(credentials=credentials, store=state.store, sender=sender)
     reloader = reloading.Reloader(
-        conninfo=state.conninfo,
+        changes=state.feed(key, "twitch"),
         store=state.store,
         reports=bot_reports.BotReportStore(state.conninfo),
         key=key,

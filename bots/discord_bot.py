@@ -23,7 +23,7 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Any, Literal
 
 import discord
 import httpx
@@ -296,9 +296,10 @@ class DiscordSender(discord.Client):
     """Posts in Discord channels (:class:`bots.stream.Sender`); needs only a login, no gateway
     session, so the stream bot's process posts go-lives through one of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, **client: Any) -> None:
         # Guilds only: interactions carry the caller's roles, so no privileged intent is needed.
-        super().__init__(intents=discord.Intents(guilds=True))
+        # ``client``: discord.Client's own options (connector=, proxy=, ...), passed through.
+        super().__init__(intents=discord.Intents(guilds=True), **client)
 
     async def post(
         self, guild: str, channel: str, text: str, *, mention_role: str | None = None
@@ -337,8 +338,10 @@ class DiscordSender(discord.Client):
 class NebulaBot(DiscordSender):
     """The Discord bot: the ``/nebula`` tree, the live BotConfig, notices and go-live posts."""
 
-    def __init__(self, *, handlers: commands.Handlers, live_config: live.LiveConfig) -> None:
-        super().__init__()
+    def __init__(
+        self, *, handlers: commands.Handlers, live_config: live.LiveConfig, **client: Any
+    ) -> None:
+        super().__init__(**client)
         self.tree: app_commands.CommandTree[NebulaBot] = app_commands.CommandTree(self)
         self.tree.add_command(NebulaGroup(handlers))
         self.live = live_config
@@ -393,6 +396,7 @@ class NebulaBot(DiscordSender):
             # Not in that guild, or not allowed to create commands there.
             except discord.HTTPException as error:
                 problems.append(f"commands not registered in guild {guild_id}: {error.text}")
+                self.live.forget(guild_id)  # new again to the next apply, which tries again
         for guild_id, nickname in changes.nicknames.items():
             problems += await self._edit_me(guild_id, _nickname(nickname))
         for guild_id, url in changes.avatars.items():

@@ -46,6 +46,7 @@ __all__ = [
     "OperatorCommand",
     "changed_since_sync",
     "configure",
+    "forget_git_source",
     "listen_for_heartbeats",
     "login",
     "registry",
