@@ -9,6 +9,7 @@ is kept: the history of a machine is not the desired state's business.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -75,7 +76,7 @@ class HeartbeatStore:
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
         return db.connect(self._conninfo)
 
     def record(self, heartbeat: Heartbeat, *, received_at: datetime.datetime | None = None) -> None:

@@ -85,7 +85,7 @@ class ChangeStore:
         """The database the changes are kept in (the audit log is there too)."""
         return self._conninfo
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
         return db.connect(self._conninfo)
 
     def next_id(self) -> int:

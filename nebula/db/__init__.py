@@ -5,13 +5,15 @@ The runtimes call ``migrate`` at start-up and the CLI reports ``status``; the SQ
 nothing here opens a connection at import time.
 """
 
-from nebula.db.connecting import connect
+from nebula.db.connecting import KEEP, close_idle, connect
 from nebula.db.embedded import embedded_postgres
 from nebula.db.migrating import Migration, MigrationState, discover, migrate, status
 
 __all__ = [
+    "KEEP",
     "Migration",
     "MigrationState",
+    "close_idle",
     "connect",
     "discover",
     "embedded_postgres",

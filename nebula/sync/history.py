@@ -50,7 +50,7 @@ class History:
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
         return db.connect(self._conninfo)
 
     @contextlib.contextmanager
