@@ -39,7 +39,7 @@ import pydantic
 
 from controllers import bot_config, git_source, nebula_node, outcomes
 from nebula import bot_reports, errors, heartbeats
-from nebula.resources import ResourceKey, conditions
+from nebula.resources import Resource, ResourceKey, base, conditions
 from nebula.resources.bot_config import BotConfig, BotConfigStatus
 from nebula.resources.git_source import GitSource, GitSourceStatus
 from nebula.resources.nebula_node import NebulaNode, NebulaNodeStatus
@@ -76,7 +76,7 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 Marker = tuple[str, str | None]
 EventType = Literal["Normal", "Warning"]
 S = TypeVar("S", bound=conditions.Status)
-R = TypeVar("R", bound=pydantic.BaseModel)
+R = TypeVar("R", bound=Resource)
 
 _log = logging.getLogger("nebula.operator")
 
@@ -250,11 +250,10 @@ def forget_git_source(runtime: Runtime, raw: Mapping[str, Any]) -> int:
     returns how many objects. A spec the model refuses prunes nothing: what it might have
     applied stays, and the log says so. Raises TransientError when it must be tried again.
     """
-    try:
-        source = GitSource.model_validate(kubernetes_store.resource_document(raw))
+    source = _parsed(GitSource, raw)
     # Its spec was never valid, so it never synced: it applied nothing (or nothing we can trust).
-    except pydantic.ValidationError as error:
-        _log.warning("a deleted GitSource with an invalid spec prunes nothing: %s", error)
+    if isinstance(source, str):
+        _log.warning("a deleted GitSource with an invalid spec prunes nothing: %s", source)
         return 0
     return git_source.forget(source, store=runtime.store, runs=runtime.runs)
 
@@ -283,15 +282,12 @@ class GitSourceSyncer:
         previous = _previous(GitSourceStatus, raw.get("status"), key=self.key, log=self._log)
 
         # Parse at the boundary; a spec the model refuses waits for the user to fix it.
-        try:
-            source = GitSource.model_validate(kubernetes_store.resource_document(raw))
-        # The CRD let it through, the model does not: only the user can fix it.
-        except pydantic.ValidationError as error:
-            status, message = _refused(
-                previous or GitSourceStatus(), error, now=now, generation=metadata.get("generation")
-            )
+        source = _parsed(GitSource, raw)
+        if isinstance(source, str):
+            generation = metadata.get("generation")
+            status = _refused(previous or GitSourceStatus(), source, now=now, generation=generation)
             _write_status(self._runtime, self.key, status, log=self._log)
-            self._log.error("%s: %s", self.key, message)
+            self._log.error("%s: %s", self.key, source)
             return None
 
         try:
@@ -391,19 +387,17 @@ class Reporter(abc.ABC, Generic[R, S]):
         previous = _previous(self.status_model, raw.get("status"), key=self.key, log=self._log)
 
         # Parse at the boundary; a spec the model refuses waits for the user to fix it.
-        try:
-            resource = self.model.model_validate(kubernetes_store.resource_document(raw))
-        # The CRD let it through, the model does not: only the user can fix it.
-        except pydantic.ValidationError as error:
-            status, message = _refused(
+        resource = _parsed(self.model, raw)
+        if isinstance(resource, str):
+            status = _refused(
                 previous or self.status_model(),
-                error,
+                resource,
                 now=now,
                 generation=metadata.get("generation"),
             )
             if status != previous:
                 _write_status(self._runtime, self.key, status, log=self._log)
-                self._log.error("%s: %s", self.key, message)
+                self._log.error("%s: %s", self.key, resource)
             return None
 
         try:
@@ -583,14 +577,27 @@ def _previous(model: type[S], raw: Any, *, key: ResourceKey, log: Logger) -> S |
         return None
 
 
-def _refused(
-    status: S, error: pydantic.ValidationError, *, now: datetime.datetime, generation: int | None
-) -> tuple[S, str]:
-    """``status`` stalled on an invalid spec (Ready=False, Stalled=True, no Reconciling),
-    with the message naming the first problem."""
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    message = f"the spec is invalid: {where}: {first['msg']}"
+def _parsed(model: type[R], raw: Mapping[str, Any]) -> R | str:
+    """The object as its kind's model, or what is wrong with it, naming the first field.
+
+    kubectl applies what the CRD's schema allows; the model also refuses what a schema cannot
+    say (a quantity's syntax, a cross-field check such as a workflow's links), as a sync would.
+    """
+    try:
+        resource = model.model_validate(kubernetes_store.resource_document(raw))
+    # The CRD let it through, the model does not: only the user can fix it.
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        return f"the spec is invalid: {base.dotted(tuple(first['loc']))}: {first['msg']}"
+    issue = next(resource.issues(), None)
+    if issue is not None:
+        return f"the spec is invalid: {base.dotted(issue.path)}: {issue.message}"
+    return resource
+
+
+def _refused(status: S, message: str, *, now: datetime.datetime, generation: int | None) -> S:
+    """``status`` stalled on an invalid spec (Ready=False, Stalled=True, no Reconciling), with
+    the message naming the first problem."""
     found = list(status.conditions)
     verdicts: list[tuple[str, conditions.ConditionStatus]] = [
         (conditions.READY, "False"),
@@ -605,7 +612,7 @@ def _refused(
     update: dict[str, Any] = {"conditions": found}
     if generation is not None:
         update["observed_generation"] = generation
-    return status.model_copy(update=update), message
+    return status.model_copy(update=update)
 
 
 def _write_status(

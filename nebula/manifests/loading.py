@@ -314,7 +314,7 @@ def _locate(problems: list[_Problem], text: str, origin: Origin) -> list[errors.
         while known and known not in positions:
             known = known[:-1]
         line, column = positions.get(known, (origin.line, 1))
-        field = _dotted(problem.path if problem.exact else known)
+        field = base.dotted(problem.path if problem.exact else known)
         messages = located.setdefault((line, column, field), [])
         if problem.message not in messages:
             messages.append(problem.message)
@@ -322,13 +322,6 @@ def _locate(problems: list[_Problem], text: str, origin: Origin) -> list[errors.
         errors.ManifestError(origin.file, line, column, field, "; or ".join(messages))
         for (line, column, field), messages in located.items()
     ]
-
-
-def _dotted(path: parsing.Path) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
 
 
 # --- A set of files --------------------------------------------------------------------------

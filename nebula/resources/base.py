@@ -31,6 +31,7 @@ __all__ = [
     "ResourceKey",
     "SecretKeyRef",
     "Spec",
+    "dotted",
     "find_cycle",
     "issues_of",
     "unique",
@@ -41,6 +42,14 @@ VERSION = "v1alpha1"
 API_VERSION: Literal["nebula.dev/v1alpha1"] = "nebula.dev/v1alpha1"
 
 FieldPath = tuple[str | int, ...]
+
+
+def dotted(path: FieldPath) -> str:
+    """A field path as users write it: ``spec.placement.nodes[0]``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 class Model(pydantic.BaseModel):

@@ -73,3 +73,22 @@ def test_a_botconfig_turns_ready_when_its_bots_report_its_generation(
     assert conditions.RECONCILING not in [c["type"] for c in ready["conditions"]]
     whole = {**k8s.objects("BotConfig")[BOTS], "status": ready}
     assert validating.errors(CRD, whole) == []
+
+
+def test_a_botconfig_applied_by_hand_that_fails_a_cross_field_check_stalls_naming_it(
+    k8s: Cluster, running_operator: Operator
+) -> None:
+    """kubectl accepts what the CRD's schema allows; the operator checks the rest, as a sync."""
+    document = ruamel.yaml.YAML(typ="safe").load(EXAMPLE.read_text())
+    document["metadata"]["namespace"] = "default"
+    # Kick is no longer watched, but the first go-live post still names it.
+    document["spec"]["stream"]["platforms"] = document["spec"]["stream"]["platforms"][:2]
+    k8s.create(document)
+
+    stalled = _eventually(_ready_is(k8s, "False", "InvalidSpec"))
+    ready = next(c for c in stalled["conditions"] if c["type"] == "Ready")
+    assert ready["message"] == (
+        "the spec is invalid: spec.stream.goLive[0].platforms[1]: "
+        "platform 'kick' is not in stream.platforms"
+    )
+    assert any(c["type"] == "Stalled" and c["status"] == "True" for c in stalled["conditions"])

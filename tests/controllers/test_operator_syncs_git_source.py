@@ -44,7 +44,14 @@ def _git_source(url: str, *, interval: str = "1s") -> dict[str, Any]:
         "apiVersion": "nebula.dev/v1alpha1",
         "kind": "GitSource",
         "metadata": {"name": SOURCE.name, "namespace": SOURCE.namespace},
-        "spec": {"url": url, "ref": {"branch": "main"}, "path": "manifests", "interval": interval},
+        # A timeout the interval allows (at most ten intervals), as a sync would require.
+        "spec": {
+            "url": url,
+            "ref": {"branch": "main"},
+            "path": "manifests",
+            "interval": interval,
+            "timeout": "10s",
+        },
     }
 
 
