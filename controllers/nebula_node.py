@@ -61,6 +61,7 @@ class NodeOutcome:
     status: NebulaNodeStatus
     labels: dict[str, str] | None  # None: leave the Node's labels alone (no k3s, or unknown)
     retry_after: float
+    declared: frozenset[str] = frozenset()  # which of ``labels`` come from spec.labels
 
 
 def reconcile(
@@ -107,8 +108,13 @@ def reconcile(
 
     # Declared expectations against what was found, and the labels placement will use.
     status = _hardware_condition(status, node, now, generation)
-    labels = node_labels(heartbeat.hardware) if node.spec.runtime == "k3s" else None
-    return NodeOutcome(status, labels, retry)
+    if node.spec.runtime != "k3s":
+        return NodeOutcome(status, None, retry)
+    # The hardware's labels, then the declared ones (spec.labels) beside them: a declared
+    # label never overrides what the hardware says under nebula.dev/.
+    labels = node_labels(heartbeat.hardware)
+    declared = {k: v for k, v in node.spec.labels.items() if not k.startswith(LABEL_PREFIX)}
+    return NodeOutcome(status, {**declared, **labels}, retry, frozenset(declared))
 
 
 def _reported(status: NebulaNodeStatus, heartbeat: Heartbeat) -> NebulaNodeStatus:

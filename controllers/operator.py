@@ -50,6 +50,7 @@ from nebula.store import postgres
 from nebula.sync import FileCache, History, triggers
 
 __all__ = [
+    "DECLARED_LABELS",
     "INVALID_SPEC",
     "NODE_LABELLED",
     "NODE_NOT_FOUND",
@@ -70,6 +71,9 @@ NODE_NOT_FOUND = "NodeNotFound"
 """Event reason: a k3s NebulaNode has no Kubernetes Node of its name to label."""
 NODE_LABELLED = "NodeLabelled"
 """Event reason: the labels of a NebulaNode's Kubernetes Node were changed."""
+DECLARED_LABELS = "nebula.dev/declared-labels"
+"""Node annotation: the keys of the labels the operator set from ``spec.labels`` (comma-
+separated), so that one removed from the spec is removed from the Node, and no other."""
 
 Clock = Callable[[], datetime.datetime]
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -459,19 +463,33 @@ class NodeReporter(Reporter[NebulaNode, NebulaNodeStatus]):
         then = None
         if outcome.labels is not None:
             name = resource.spec.kubernetes_node_name or resource.metadata.name
-            then = functools.partial(self._label, name, outcome.labels, uid=uid)
+            then = functools.partial(
+                self._label, name, outcome.labels, declared=outcome.declared, uid=uid
+            )
         return Look(outcome.status, outcome.retry_after, then=then)
 
-    def _label(self, name: str, wanted: Mapping[str, str], *, uid: str | None) -> None:
-        """Makes the Node ``name`` carry exactly ``wanted`` among the operator's labels."""
+    def _label(
+        self,
+        name: str,
+        wanted: Mapping[str, str],
+        *,
+        declared: frozenset[str],
+        uid: str | None,
+    ) -> None:
+        """Makes the Node ``name`` carry exactly ``wanted`` among the operator's labels; the
+        annotation :data:`DECLARED_LABELS` remembers which came from ``spec.labels``."""
         api = self._runtime.api
         patch: dict[str, str | None] = {}
         try:
-            current = kubernetes_store.read_node_labels(api, name)
-            if current is not None:
-                patch = _label_patch(current, wanted)
-            if patch:
-                kubernetes_store.label_node(api, name, patch)
+            found = kubernetes_store.read_node_labels(api, name)
+            current = found[0] if found is not None else None
+            if found is not None:
+                before = frozenset(filter(None, found[1].get(DECLARED_LABELS, "").split(",")))
+                patch = _label_patch(found[0], wanted, declared_before=before)
+                noted = ",".join(sorted(declared)) or None
+                note = {DECLARED_LABELS: noted} if before != declared else {}
+                if patch or note:
+                    kubernetes_store.label_node(api, name, patch, annotations=note)
         # Deleted between the read and the patch: the same as never there.
         except errors.ResourceNotFound:
             current = None
@@ -545,9 +563,15 @@ class BotConfigReporter(Reporter[BotConfig, BotConfigStatus]):
         return Look(outcome.status, event=outcome.event)
 
 
-def _label_patch(current: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str | None]:
-    """The labels to change so that, among the operator's own (``nebula.dev/gpu.*`` and
-    ``nebula.dev/vram-tier``), a Node carries exactly ``wanted``; None removes a label.
+def _label_patch(
+    current: Mapping[str, str],
+    wanted: Mapping[str, str],
+    *,
+    declared_before: frozenset[str] = frozenset(),
+) -> dict[str, str | None]:
+    """The labels to change so that, among the operator's own (``nebula.dev/gpu.*``,
+    ``nebula.dev/vram-tier``, and those ``spec.labels`` declared last time), a Node carries
+    exactly ``wanted``; None removes a label.
 
     Empty when the Node is already right. Every other label is someone else's and left alone.
     """
@@ -557,7 +581,7 @@ def _label_patch(current: Mapping[str, str], wanted: Mapping[str, str]) -> dict[
     }
     for key in current:
         ours = key.startswith(f"{prefix}gpu.") or key == f"{prefix}vram-tier"
-        if ours and key not in wanted:
+        if (ours or key in declared_before) and key not in wanted:
             patch[key] = None
     return patch
 

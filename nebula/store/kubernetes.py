@@ -19,7 +19,8 @@ the embedded runtime, with the same behaviour wherever the API server allows it:
 
 Also here, because they speak to the same API server: :class:`KubernetesTrigger` (asks the
 operator for a sync now), :func:`post_event` (core/v1 Events), and :func:`read_node_labels` with
-:func:`label_node` (the labels of core/v1 Nodes, which the NebulaNode daemon keeps). This module
+:func:`label_node` (the labels of core/v1 Nodes, and the annotation naming those declared, which
+the NebulaNode daemon keeps). This module
 never decides what to apply or which labels a Node gets, never parses specs into models, never
 imports kopf and never logs a Secret's value.
 """
@@ -541,8 +542,9 @@ def read_secret(
 
 def read_node_labels(
     api_client: kubernetes.client.ApiClient, name: str, *, timeout: float = _TIMEOUT
-) -> dict[str, str] | None:
-    """The labels of the core/v1 Node ``name``, or None when there is no such Node.
+) -> tuple[dict[str, str], dict[str, str]] | None:
+    """The labels and annotations of the core/v1 Node ``name``, or None when there is no such
+    Node.
 
     Needs the RBAC verb ``get`` on ``nodes``.
     """
@@ -551,7 +553,10 @@ def read_node_labels(
     node = _call(call, verb="get", resource="nodes", what=f"Node {name}")
     if node is None:
         return None
-    return dict((node.metadata.labels if node.metadata else None) or {})
+    metadata = node.metadata
+    labels = (metadata.labels if metadata else None) or {}
+    annotations = (metadata.annotations if metadata else None) or {}
+    return dict(labels), dict(annotations)
 
 
 def label_node(
@@ -559,20 +564,25 @@ def label_node(
     name: str,
     labels: Mapping[str, str | None],
     *,
+    annotations: Mapping[str, str | None] | None = None,
     timeout: float = _TIMEOUT,
 ) -> None:
-    """Sets the given labels of the core/v1 Node ``name`` and removes those given as None.
+    """Sets the given labels (and annotations) of the core/v1 Node ``name`` and removes those
+    given as None.
 
-    One merge patch of ``metadata.labels``: every label not named is left as it is, and
-    repeating the call changes nothing. Needs the RBAC verb ``patch`` on ``nodes`` (a 403
-    raises :class:`~nebula.errors.ConfigurationError` saying so); raises
+    One merge patch of ``metadata``: every label not named is left as it is, and repeating the
+    call changes nothing. Needs the RBAC verb ``patch`` on ``nodes`` (a 403 raises
+    :class:`~nebula.errors.ConfigurationError` saying so); raises
     :class:`~nebula.errors.ResourceNotFound` when there is no such Node.
     """
     core = kubernetes.client.CoreV1Api(api_client)
-    body = {"metadata": {"labels": dict(labels)}}
+    metadata: dict[str, Any] = {"labels": dict(labels)}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
     call = functools.partial(
-        core.patch_node, name, body, _content_type=_MERGE_PATCH, _request_timeout=timeout
-    )
+        core.patch_node, name, {"metadata": metadata}, _content_type=_MERGE_PATCH,
+        _request_timeout=timeout,
+    )  # fmt: skip
     if _call(call, verb="patch", resource="nodes", what=f"Node {name}") is None:
         raise errors.ResourceNotFound(f"Node {name} does not exist")
 

@@ -154,6 +154,11 @@ def _node_labels(k8s: Cluster, name: str) -> dict[str, str]:
     return dict(k8s.objects("v1/nodes")[ResourceKey("v1/nodes", None, name)]["metadata"]["labels"])
 
 
+def _node_annotations(k8s: Cluster, name: str) -> dict[str, str]:
+    metadata = k8s.objects("v1/nodes")[ResourceKey("v1/nodes", None, name)]["metadata"]
+    return dict(metadata.get("annotations") or {})
+
+
 def _node_requests(k8s: Cluster) -> list[tuple[str, str, str | None]]:
     """The requests to core/v1 Nodes: method, path and content type."""
     return k8s.call(
@@ -334,7 +339,7 @@ def test_labelling_merge_patches_only_the_named_labels_and_a_403_names_the_permi
 
     expected = {**NODE_LABELS, "nebula.dev/vram-tier": "cpu"}
     del expected["nebula.dev/gpu.family"]
-    assert kubernetes_store.read_node_labels(k8s.api, "home-ubuntu") == expected
+    assert kubernetes_store.read_node_labels(k8s.api, "home-ubuntu") == (expected, {})
     patches = [r for r in _node_requests(k8s) if r[0] == "PATCH"]
     assert patches == [("PATCH", "/api/v1/nodes/home-ubuntu", "application/merge-patch+json")]
     assert kubernetes_store.read_node_labels(k8s.api, "gone") is None
@@ -345,3 +350,35 @@ def test_labelling_merge_patches_only_the_named_labels_and_a_403_names_the_permi
 
     with pytest.raises(errors.ConfigurationError, match="verb 'patch' on 'nodes'"):
         kubernetes_store.label_node(k8s.api, "home-ubuntu", {"nebula.dev/vram-tier": "cpu"})
+
+
+def test_declared_labels_follow_the_spec_onto_the_node_and_leave_others_alone(
+    k8s: Cluster, running_operator: Operator
+) -> None:
+    _create_node(k8s, "home-ubuntu", {**NODE_LABELS, "team": "media"})  # someone else's
+    declared = _nebula_node("home-ubuntu", interval="30s")
+    declared["spec"]["labels"] = {"zone": "attic", "nebula.dev/vram-tier": "cpu"}
+    k8s.create(declared)
+    HeartbeatStore(running_operator.database).record(_beat("home-ubuntu", interval=30.0))
+
+    def carries(wanted: dict[str, str]) -> Callable[[], dict[str, str] | None]:
+        def check() -> dict[str, str] | None:
+            """the Node carries the declared labels"""
+            labels = _node_labels(k8s, "home-ubuntu")
+            return labels if all(labels.get(k) == v for k, v in wanted.items()) else None
+
+        return check
+
+    labels = _eventually(carries({"zone": "attic"}))
+    # The hardware has the last word under nebula.dev/; others' labels stay.
+    assert labels["nebula.dev/vram-tier"] == "8Gi-or-more"
+    assert labels["team"] == "media"
+    assert _node_annotations(k8s, "home-ubuntu")[operator.DECLARED_LABELS] == "zone"
+
+    # `nebula change open label-node ...` merged: zone goes, rack comes; team stays.
+    k8s.patch(HOME, {"spec": {"labels": {"rack": "2", "zone": None}}})
+    HeartbeatStore(running_operator.database).record(_beat("home-ubuntu", interval=30.0))
+    labels = _eventually(carries({"rack": "2"}))
+    _eventually(lambda: "zone" not in _node_labels(k8s, "home-ubuntu"))
+    assert _node_labels(k8s, "home-ubuntu")["team"] == "media"
+    assert _node_annotations(k8s, "home-ubuntu")[operator.DECLARED_LABELS] == "rack"
