@@ -74,6 +74,25 @@ class BotState:
     changes: Callable[[ResourceKey], ChangeService]
     """The change requests the Discord bot opens, given its BotConfig (made only by it)."""
 
+    def reloader(
+        self,
+        key: ResourceKey,
+        bot: bot_reports.BotName,
+        *,
+        apply: reloading.Apply,
+        connected: Callable[[], bool],
+    ) -> reloading.Reloader:
+        """What keeps ``bot`` on the BotConfig ``key``: its feed, and its reports."""
+        return reloading.Reloader(
+            changes=self.feed(key, bot),
+            store=self.store,
+            reports=bot_reports.BotReportStore(self.conninfo),
+            key=key,
+            bot=bot,
+            apply=apply,
+            connected=connected,
+        )
+
 
 @contextlib.contextmanager
 def embedded_state(config: settings.Settings) -> Iterator[BotState]:
@@ -274,15 +293,7 @@ async def _discord(state: BotState, key: ResourceKey, config: BotConfig, *, ui_u
         ui_url=ui_url,
     )
     bot = discord_bot.NebulaBot(handlers=handlers, live_config=live.LiveConfig())
-    reloader = reloading.Reloader(
-        changes=state.feed(key, "discord"),
-        store=state.store,
-        reports=bot_reports.BotReportStore(state.conninfo),
-        key=key,
-        bot="discord",
-        apply=bot.apply,
-        connected=bot.connected,
-    )
+    reloader = state.reloader(key, "discord", apply=bot.apply, connected=bot.connected)
     await discord_bot.serve(
         bot=bot,
         token=token,
@@ -311,15 +322,7 @@ async def _twitch(state: BotState, key: ResourceKey, config: BotConfig) -> None:
         sender = discord_bot.DiscordSender()
         await sender.login(token)
     bot = twitch_bot.StreamBot(credentials=credentials, store=state.store, sender=sender)
-    reloader = reloading.Reloader(
-        changes=state.feed(key, "twitch"),
-        store=state.store,
-        reports=bot_reports.BotReportStore(state.conninfo),
-        key=key,
-        bot="twitch",
-        apply=bot.apply,
-        connected=bot.connected,
-    )
+    reloader = state.reloader(key, "twitch", apply=bot.apply, connected=bot.connected)
     try:
         await twitch_bot.serve(bot=bot, reloader=reloader, stop=local.stop_on_signals())
     finally:
