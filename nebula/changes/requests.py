@@ -172,6 +172,33 @@ class ChangeStore:
             row = cursor.fetchone()
         return _change(row) if row else None
 
+    def unannounced(
+        self, *, reply_to: str, states: Sequence[State], since: datetime.datetime
+    ) -> builtins.list[int]:
+        """Changes asked for in a chat (``reply_to`` a prefix such as ``discord:``) that moved
+        to one of ``states`` since ``since`` and were not told of in that state yet, oldest first.
+        """
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT id FROM change_requests WHERE reply_to LIKE %s AND state = ANY(%s)"
+                " AND announced_state IS DISTINCT FROM state AND updated_at >= %s"
+                " ORDER BY updated_at, id",
+                (f"{reply_to}%", builtins.list(states), since),
+            ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def claim_announcement(self, change: int, state: State) -> bool:
+        """Marks the change as told of in ``state``; False when someone already did (another
+        bot process, or this one before a restart): only the one that claims it posts."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "UPDATE change_requests SET announced_state = %s"
+                " WHERE id = %s AND state = %s AND announced_state IS DISTINCT FROM %s"
+                " RETURNING id",
+                (state, change, state, state),
+            ).fetchone()
+        return row is not None
+
     @contextlib.contextmanager
     def lock(self, change: int) -> Iterator[None]:
         """Holds the change's lock: its git work (merge, rebase) never runs twice at once."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import threading
+import time
 
 import pytest
 
@@ -82,3 +84,62 @@ def test_the_announcer_tells_each_move_once(homelab: Homelab) -> None:
     )
     assert again is None
     assert announcer.announce(999_999) is None  # no such change
+
+
+def test_a_move_is_told_once_across_announcers_and_restarts(homelab: Homelab) -> None:
+    """Two bot processes, or one before and after a restart: the change store says who tells."""
+    first = notifications.Announcer(ChangeStore(homelab.conninfo), ui_url=UI_URL)
+    second = notifications.Announcer(ChangeStore(homelab.conninfo), ui_url=UI_URL)
+    opened = homelab.handlers.service_scale(ADA, service="dashboard", replicas=2)
+    assert opened.change is not None
+    homelab.changes.reject(opened.change, actor=Person.parse(BOB), reason="not now")
+
+    told = [first.announce(opened.change), second.announce(opened.change)]
+
+    assert [n.state if n else None for n in told] == ["rejected", None]
+    assert second.missed() == [] and first.missed() == []
+
+
+def test_moves_made_while_no_bot_listened_are_told_when_one_starts(homelab: Homelab) -> None:
+    rejected = homelab.handlers.service_scale(ADA, service="dashboard", replicas=2)
+    still_open = homelab.handlers.service_scale(ADA, service="dashboard", replicas=3)
+    assert rejected.change is not None and still_open.change is not None
+    homelab.changes.reject(rejected.change, actor=Person.parse(BOB), reason="not now")
+    announcer = notifications.Announcer(ChangeStore(homelab.conninfo), ui_url=UI_URL)
+    sent: list[notifications.Notice] = []
+    stop, listening = threading.Event(), threading.Event()
+    thread = threading.Thread(
+        target=notifications.listen,
+        args=(homelab.conninfo, announcer, sent.append),
+        kwargs={"stop": stop, "listening": listening, "poll": 0.05},
+    )
+    thread.start()
+    try:
+        assert listening.wait(10)
+        # What moved before the bot listened was told first, once; the open change is not.
+        assert [(n.change, n.state) for n in sent] == [(rejected.change, "rejected")]
+        homelab.changes.reject(still_open.change, actor=Person.parse(BOB), reason="later")
+        deadline = time.monotonic() + 10
+        while len(sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join()
+    assert [(n.change, n.state) for n in sent] == [
+        (rejected.change, "rejected"),
+        (still_open.change, "rejected"),
+    ]
+
+
+def test_moves_older_than_the_catch_up_window_are_not_told_late(homelab: Homelab) -> None:
+    opened = homelab.handlers.service_scale(ADA, service="dashboard", replicas=2)
+    assert opened.change is not None
+    homelab.changes.reject(opened.change, actor=Person.parse(BOB), reason="not now")
+    later = datetime.datetime.now(datetime.UTC) + notifications.CATCH_UP + datetime.timedelta(1)
+    late = notifications.Announcer(
+        ChangeStore(homelab.conninfo), ui_url=UI_URL, clock=lambda: later
+    )
+
+    assert late.missed() == []
+    on_time = notifications.Announcer(ChangeStore(homelab.conninfo), ui_url=UI_URL)
+    assert [n.change for n in on_time.missed()] == [opened.change]
