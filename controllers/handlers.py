@@ -260,6 +260,11 @@ class OperatorCommand:
             action="store_true",
             help="watch GitSources in every namespace (the default)",
         )
+        parser.add_argument(
+            "--liveness",
+            metavar="URL",
+            help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz (default: none)",
+        )
         parser.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -287,6 +292,8 @@ class OperatorCommand:
                     memo=Memo(runtime),
                     clusterwide=not namespaces,
                     namespaces=namespaces,
+                    # 200 while kopf's reactor runs (its probes: none of ours yet).
+                    liveness_endpoint=args.liveness,
                 )
             finally:
                 runtime.close()

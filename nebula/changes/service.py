@@ -336,7 +336,11 @@ def follow(
             if change.merge_revision
             and (
                 change.merge_revision == revision
-                or repo.descendant_of(revision, change.merge_revision)
+                # Merged after this revision was fetched: the mirror does not have it yet.
+                or (
+                    change.merge_revision in repo
+                    and repo.descendant_of(revision, change.merge_revision)
+                )
             )
         ]
     done = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import pathlib
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -37,6 +38,7 @@ class Operator:
 
     runtime: operator.Runtime
     database: str
+    liveness: str  # kopf's liveness endpoint, as `nebula operator --liveness` serves it
 
 
 @pytest.fixture
@@ -58,6 +60,9 @@ def running_operator(
     ready = threading.Event()
     stop = threading.Event()
     failures: list[BaseException] = []
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        liveness = f"http://127.0.0.1:{probe.getsockname()[1]}/healthz"
 
     async def main() -> None:
         task = asyncio.create_task(
@@ -68,6 +73,7 @@ def running_operator(
                 clusterwide=True,
                 standalone=True,
                 ready_flag=ready,
+                liveness_endpoint=liveness,
             )
         )
         await asyncio.to_thread(stop.wait)
@@ -79,7 +85,7 @@ def running_operator(
     thread.start()
     try:
         assert ready.wait(timeout=10), "the operator did not start"
-        yield Operator(runtime, database)
+        yield Operator(runtime, database, liveness)
     finally:
         stop.set()
         thread.join(timeout=20)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+import httpx
 import pytest
 
 from controllers import handlers
+from tests.controllers.conftest import Operator
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -35,3 +37,15 @@ def test_peering_and_state_are_options_with_defaults() -> None:
         "/var/lib/nebula",
         None,
     )
+
+
+def test_a_liveness_probe_is_an_option() -> None:
+    assert _parse().liveness is None
+    url = "http://0.0.0.0:8080/healthz"
+    assert _parse("--liveness", url).liveness == url
+
+
+def test_the_running_operator_answers_its_liveness_probe(running_operator: Operator) -> None:
+    answer = httpx.get(running_operator.liveness, timeout=5)
+
+    assert answer.status_code == 200

@@ -11,7 +11,7 @@ import pytest
 from nebula import audit, db, errors
 from nebula.changes import ChangeService, Person, intents
 from nebula.changes import service as service_module
-from nebula.resources.git_source import GitSource
+from nebula.resources.git_source import GitRef, GitSource
 from nebula.sources import Mirror
 from tests.conftest import GitRemote
 
@@ -126,6 +126,29 @@ def test_approving_merges_once_then_the_sync_makes_it_applied(
     assert applied.state == "applied"
     actions = [e.action for e in reversed(audit.entries(database, subject=f"change/{change.id}"))]
     assert actions == ["change.opened", "change.approved", "change.merged", "change.applied"]
+
+
+def test_a_sync_that_fetched_before_the_merge_leaves_the_change_merged_until_it_holds_it(
+    changes: ChangeService, homelab_remote: GitRemote, tmp_path: pathlib.Path
+) -> None:
+    """The sync's mirror fetched just before the approval pushed: it lacks the merge commit."""
+    sync_mirror = Mirror(tmp_path / "sync.git")
+    before = sync_mirror.fetch(homelab_remote.url, GitRef(branch="main"))
+    change = changes.open(ADD_TO_VM, requester=ADA, origin="cli")
+    merged = changes.approve(change.id, approver=BOB)
+
+    found = service_module.follow(
+        changes.store, source="default.homelab", revision=before.commit, mirror=sync_mirror
+    )
+
+    assert found == []
+    assert changes.store.get(change.id).state == "merged"
+    after = sync_mirror.fetch(homelab_remote.url, GitRef(branch="main"))
+    assert after.commit == merged.merge_revision
+    [applied] = service_module.follow(
+        changes.store, source="default.homelab", revision=after.commit, mirror=sync_mirror
+    )
+    assert applied.id == change.id and applied.state == "applied"
 
 
 def test_two_approvals_racing_merge_the_change_exactly_once(
