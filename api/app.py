@@ -15,13 +15,16 @@ only cross-site form posts are refused. Bind an open app to localhost only.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+from collections.abc import Iterator
 
 import fastapi
 import fastapi.middleware.gzip
 import fastapi.responses
 import fastapi.staticfiles
+import uvicorn
 
 from api import auth, deps, templating
 from api.routes import agents, health, hooks, kinds, login, overview, resources, sync
@@ -35,7 +38,7 @@ from nebula.secrets import Secrets
 from nebula.store import ResourceStore
 from nebula.sync import History, SyncTrigger
 
-__all__ = ["API_PREFIX", "UNAVAILABLE", "create_app", "steady_collector"]
+__all__ = ["API_PREFIX", "UNAVAILABLE", "Server", "create_app", "steady_collector"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,16 @@ async def _transient(request: fastapi.Request, error: Exception) -> fastapi.resp
         status_code=fastapi.status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": str(max(1, round(delay)))},
     )
+
+
+class Server(uvicorn.Server):
+    """uvicorn without its own signal handling, for the commands that serve the app (``nebula
+    up``, ``nebula serve``): they stop in order themselves, the live streams before the server
+    (uvicorn waits for every open response before it stops)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def steady_collector() -> None:

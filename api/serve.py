@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import pathlib
-from collections.abc import Iterator
 
 import fastapi
 import kubernetes.client
@@ -32,14 +31,6 @@ from nebula.store import kubernetes as kubernetes_store
 from nebula.sync import History
 
 __all__ = ["SERVE", "ServeCommand", "change_service", "cluster_app"]
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the feed's streams must end before it stops."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class ServeCommand:
@@ -100,7 +91,7 @@ async def _serve(app: fastapi.FastAPI, feed: event_routes.Feed, *, host: str, po
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=5
     )
-    server = _Server(config)
+    server = web.Server(config)
     serving = asyncio.create_task(server.serve(), name="nebula-web")
     # Either a signal, or the web server ending on its own (its port was taken).
     waiting = asyncio.create_task(stop.wait())

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import pathlib
-from collections.abc import Iterator
 
 import rich.console
 import rich.markup
@@ -38,14 +37,6 @@ OPEN_WARNING = "open to anyone who can reach it: bind to 127.0.0.1 or pass --use
 """What the banner says of a web UI without a users file."""
 
 _err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: ``nebula up`` stops every part in order."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class UpCommand:
@@ -144,7 +135,7 @@ async def _serve(
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=5
     )
-    server = _Server(config)
+    server = web.Server(config)
     reconciling = asyncio.create_task(runtime.run(stop), name="nebula-runtime")
     reporting = asyncio.create_task(agent.run(stop), name="nebula-agent")
     serving = asyncio.create_task(server.serve(), name="nebula-web")

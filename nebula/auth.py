@@ -32,16 +32,15 @@ import hashlib
 import hmac
 import pathlib
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import argon2
 import argon2.exceptions
 import psycopg
-import psycopg_pool
 import pydantic
 
-from nebula import audit, errors
+from nebula import audit, db, errors
 from nebula.manifests import parsing
 
 __all__ = [
@@ -473,22 +472,11 @@ class Sessions:
         self._conninfo = conninfo
         self._idle = idle
         self._lifetime = lifetime
-        self._pool = psycopg_pool.ConnectionPool(
-            conninfo,
-            min_size=1,
-            max_size=max_connections,
-            open=False,
-            timeout=10,
-            kwargs={"autocommit": True},
-        )
+        self._pool = db.Pool(conninfo, max_size=max_connections)
 
     def open(self) -> Sessions:
         """Connects; raises :class:`~nebula.errors.StoreUnavailable` when PostgreSQL is down."""
-        try:
-            self._pool.open(wait=True, timeout=10)
-        # The pool could not make its first connection in time.
-        except psycopg_pool.PoolTimeout as error:
-            raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
+        self._pool.open()
         return self
 
     def close(self) -> None:
@@ -501,14 +489,8 @@ class Sessions:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        try:
-            with self._pool.connection() as conn:
-                yield conn
-        # No connection free or makeable in time, or PostgreSQL went away during the query.
-        except (psycopg_pool.PoolTimeout, psycopg.OperationalError) as error:
-            raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
+    def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        return self._pool.connection()
 
     def start(self, user: User, *, client: str | None = None) -> Session:
         """A new session of ``user``, recorded as a sign-in; sweeps the expired sessions first."""

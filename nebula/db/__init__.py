@@ -5,7 +5,7 @@ The runtimes call ``migrate`` at start-up and the CLI reports ``status``; the SQ
 nothing here opens a connection at import time.
 """
 
-from nebula.db.connecting import KEEP, close_idle, connect
+from nebula.db.connecting import KEEP, Pool, close_idle, connect
 from nebula.db.embedded import embedded_postgres
 from nebula.db.migrating import Migration, MigrationState, discover, migrate, status
 
@@ -13,6 +13,7 @@ __all__ = [
     "KEEP",
     "Migration",
     "MigrationState",
+    "Pool",
     "close_idle",
     "connect",
     "discover",

@@ -2,8 +2,9 @@
 server does not answer.
 
 Called by every module that talks to the database directly (history, heartbeats, the audit
-log, change requests, bot reports); the resource store and the web sessions use pools of their
-own, and LISTEN connections are opened apart (they must never be handed to anyone else).
+log, change requests, bot reports); the resource store and the web sessions each hold a
+:class:`Pool`, and LISTEN connections are opened apart (they must never be handed to anyone
+else).
 
 Opening a connection starts a server process: about 2 ms here, more than most of the queries
 these modules run. So a connection given back in a clean state (autocommit, no transaction, no
@@ -24,10 +25,11 @@ from typing import Any
 
 import psycopg
 import psycopg.pq
+import psycopg_pool
 
 from nebula import errors
 
-__all__ = ["KEEP", "close_idle", "connect"]
+__all__ = ["KEEP", "Pool", "close_idle", "connect"]
 
 KEEP = 8
 """Idle connections kept in the whole process, over every database."""
@@ -50,6 +52,48 @@ def connect(conninfo: str) -> Iterator[Connection]:
         conn.close()
         raise
     _give_back(conninfo, conn)
+
+
+class Pool:
+    """A pool of connections to one database for an object that lives as long as its process
+    (the resource store, the web sessions): opened once, closed once, and a database that does
+    not answer is :class:`~nebula.errors.StoreUnavailable`, never a psycopg error.
+
+    ``autocommit=False``: a block of :meth:`connection` is one transaction, committed when it
+    ends cleanly and rolled back when it raises.
+    """
+
+    def __init__(self, conninfo: str, *, max_size: int = 4, autocommit: bool = True) -> None:
+        self._pool = psycopg_pool.ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            timeout=10,
+            kwargs={"autocommit": True} if autocommit else {},
+        )
+
+    def open(self) -> None:
+        """Connects; raises StoreUnavailable when PostgreSQL does not answer in time."""
+        try:
+            self._pool.open(wait=True, timeout=10)
+        # The pool could not make its first connection in time.
+        except psycopg_pool.PoolTimeout as error:
+            raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
+
+    def close(self) -> None:
+        """Closes every connection; safe to call twice."""
+        self._pool.close()
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A connection for the block; StoreUnavailable when none is free or makeable in time,
+        or PostgreSQL went away during the block."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg_pool.PoolTimeout, psycopg.OperationalError) as error:
+            raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
 
 
 def close_idle() -> None:

@@ -9,6 +9,7 @@ object whose document changed without the sync writing it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Generator, Mapping, Sequence
@@ -17,9 +18,8 @@ from typing import Any
 import psycopg
 import psycopg.sql
 import psycopg.types.json
-import psycopg_pool
 
-from nebula import errors
+from nebula import db, errors
 from nebula.resources import ResourceKey
 from nebula.store import base
 
@@ -77,9 +77,8 @@ class PostgresStore:
     """Resources in PostgreSQL, shared by every process of the embedded runtime."""
 
     def __init__(self, conninfo: str, *, max_connections: int = 4) -> None:
-        self._pool = psycopg_pool.ConnectionPool(
-            conninfo, min_size=1, max_size=max_connections, open=False, timeout=10
-        )
+        # Not autocommit: a block of _connection() is one transaction (a sync's commit).
+        self._pool = db.Pool(conninfo, max_size=max_connections, autocommit=False)
         # The last inventory read per source, with the fingerprint it was read at: a sync of
         # an unchanged source reads four numbers instead of ten thousand rows.
         self._inventories: dict[
@@ -91,11 +90,7 @@ class PostgresStore:
 
     def open(self) -> PostgresStore:
         """Connects; raises :class:`~nebula.errors.StoreUnavailable` when PostgreSQL is down."""
-        try:
-            self._pool.open(wait=True, timeout=10)
-        # The pool could not make its first connection in time.
-        except psycopg_pool.PoolTimeout as error:
-            raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
+        self._pool.open()
         return self
 
     def close(self) -> None:
@@ -108,7 +103,7 @@ class PostgresStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _connection(self) -> Any:
+    def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
         return self._pool.connection()
 
     def inventory(
