@@ -1,4 +1,5 @@
-"""Status conditions in the Kubernetes/kstatus convention: ``Ready``, ``Reconciling``, ``Stalled``.
+"""Status conditions in the Kubernetes/kstatus convention: ``Ready``, ``Reconciling``, ``Stalled``
+(and ``Degraded``, an abnormal-true condition a person should look at).
 
 Pure data, no I/O. Every kind's status derives from :class:`Status`, so ``kubectl wait
 --for=condition=Ready`` and kstatus-aware tools understand all of them. :func:`set_condition`
@@ -15,6 +16,7 @@ import pydantic
 from nebula.resources import base
 
 __all__ = [
+    "DEGRADED",
     "READY",
     "RECONCILING",
     "STALLED",
@@ -28,6 +30,9 @@ __all__ = [
 ]
 
 READY = "Ready"
+DEGRADED = "Degraded"
+"""True while an object works but not as declared (a node with less VRAM than it should have, a
+driver its agent could not read): a person should look, nothing waits on it."""
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
 
