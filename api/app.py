@@ -16,8 +16,10 @@ only cross-site form posts are refused. Bind an open app to localhost only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import logging
+import socket
 from collections.abc import Iterator
 
 import fastapi
@@ -38,7 +40,7 @@ from nebula.secrets import Secrets
 from nebula.store import ResourceStore
 from nebula.sync import History, SyncTrigger
 
-__all__ = ["API_PREFIX", "UNAVAILABLE", "Server", "create_app", "steady_collector"]
+__all__ = ["API_PREFIX", "UNAVAILABLE", "Server", "bind", "create_app", "steady_collector"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,43 @@ class Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serves until ``should_exit``; a start-up failure raises instead of ``sys.exit``.
+
+        uvicorn ends the process from inside its task when it cannot start, which asyncio lets
+        through the whole loop and leaves every other thread of the command running.
+        """
+        try:
+            await super().serve(sockets)
+        except SystemExit:
+            raise errors.ConfigurationError("the web server could not start") from None
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for :meth:`Server.serve`, before anything else starts.
+
+    Raises :class:`~nebula.errors.AddressInUse` when another program holds the port, and
+    ConfigurationError when the address is not this machine's (a typo in ``--host``).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # As uvicorn does: a port left in TIME_WAIT by the last run is free to take again.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    # Taken by another program: the one thing a newcomer meets on a busy homelab machine.
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise errors.AddressInUse(
+                f"{host}:{port} is in use by another program; stop it, or pass --port "
+                f"to listen elsewhere (e.g. --port {port + 1})"
+            ) from None
+        raise errors.ConfigurationError(
+            f"cannot listen on {host}:{port}: {error.strerror}; check --host and --port"
+        ) from None
+    return sock
 
 
 def steady_collector() -> None:

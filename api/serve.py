@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import pathlib
+import socket
 
 import fastapi
 import kubernetes.client
@@ -63,9 +64,12 @@ class ServeCommand:
             )
         url = str(database_url)
         users = auth.load_users(args.users) if args.users else None
+        # A taken port stops here, before anything is opened.
+        listening = web.bind(args.host, args.port)
         changes_source = cluster.source_key(args.changes_source) if args.changes_source else None
         db.migrate(url)
         with (
+            contextlib.closing(listening),
             contextlib.closing(kubernetes_store.connect(args.kube_server)) as api,
             contextlib.ExitStack() as stack,
         ):
@@ -81,19 +85,19 @@ class ServeCommand:
             app = cluster_app(
                 api, url, users=users, sessions=sessions, changes=changes, events=feed
             )
-            asyncio.run(_serve(app, feed, host=args.host, port=args.port))
+            asyncio.run(_serve(app, feed, listening=listening))
         return 0
 
 
-async def _serve(app: fastapi.FastAPI, feed: event_routes.Feed, *, host: str, port: int) -> None:
+async def _serve(
+    app: fastapi.FastAPI, feed: event_routes.Feed, *, listening: socket.socket
+) -> None:
     stop = local.stop_on_signals()
     web.steady_collector()
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=5
-    )
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=5)
     server = web.Server(config)
-    serving = asyncio.create_task(server.serve(), name="nebula-web")
-    # Either a signal, or the web server ending on its own (its port was taken).
+    serving = asyncio.create_task(server.serve(sockets=[listening]), name="nebula-web")
+    # Either a signal, or the web server ending on its own (it failed).
     waiting = asyncio.create_task(stop.wait())
     await asyncio.wait({waiting, serving}, return_when=asyncio.FIRST_COMPLETED)
     # The live streams first: uvicorn waits for every open response before it stops.
@@ -101,6 +105,9 @@ async def _serve(app: fastapi.FastAPI, feed: event_routes.Feed, *, host: str, po
     server.should_exit = True
     waiting.cancel()
     await asyncio.gather(serving, waiting, return_exceptions=True)
+    failure = None if serving.cancelled() else serving.exception()
+    if failure is not None:
+        raise failure
 
 
 def change_service(

@@ -16,6 +16,8 @@ import argparse
 import asyncio
 import contextlib
 import pathlib
+import signal
+import socket
 
 import rich.console
 import rich.markup
@@ -24,6 +26,7 @@ import uvicorn
 
 from api import app as web
 from api import auth as web_auth
+from api import join
 from api.routes import events
 from controllers import commands, local
 from nebula import auth, heartbeats, settings
@@ -62,9 +65,14 @@ class UpCommand:
             config = config.model_copy(update={"state_dir": args.state_dir})
         if args.database_url:
             config = config.model_copy(update={"database_url": args.database_url})
-        # Read first: a wrong users file stops here, before anything has started.
+        # SIGTERM while PostgreSQL starts unwinds like Ctrl-C, stopping what already started
+        # (the running loop takes both signals over once everything is up).
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # Read first: a wrong users file or a taken port stops here, before anything started.
         users = auth.load_users(args.users) if args.users else None
+        listening = web.bind(args.host, args.port)
         with (
+            contextlib.closing(listening),
             _err.status("starting Nebula…") as spinner,
             local.local_state(config, say=lambda m: spinner.update(m)) as state,
             contextlib.ExitStack() as stack,
@@ -83,8 +91,9 @@ class UpCommand:
             asyncio.run(
                 _serve(
                     state,
-                    host=args.host,
-                    port=args.port,
+                    listening=listening,
+                    reached=join.advertised(args.host, args.port),
+                    agent_token=config.agent_token or local.agent_token(state.state_dir),
                     repo=args.repo,
                     node=node,
                     users=users,
@@ -99,8 +108,10 @@ class UpCommand:
 async def _serve(
     state: local.LocalState,
     *,
-    host: str,
-    port: int,
+    # The socket bound before anything started, and where other machines reach it.
+    listening: socket.socket,
+    reached: local.Running,
+    agent_token: str,
     repo: str | None,
     node: str,
     # Who may sign in, read from which file, and where their sessions are kept; all three
@@ -109,6 +120,8 @@ async def _serve(
     users_file: pathlib.Path | None,
     sessions: auth.Sessions | None,
 ) -> None:
+    """Runs the reconcilers, this machine's agent and the web server until a signal, or until
+    one of them fails; every part is stopped before it returns or raises that failure."""
     stop = local.stop_on_signals()
     runtime = local.runtime(state)
     beats = heartbeats.HeartbeatStore(state.conninfo)
@@ -119,7 +132,7 @@ async def _serve(
         trigger=runtime,
         secrets=state.secrets,
         heartbeats=beats,
-        agent_token=settings.Settings().agent_token,
+        agent_token=agent_token,
         users=users,
         sessions=sessions,
         # A merge wakes the bootstrap source's loop: the sync applies it at once.
@@ -132,29 +145,47 @@ async def _serve(
     )
     # timeout_graceful_shutdown: a backstop only; the feed's close already ended the streams.
     web.steady_collector()
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=5
-    )
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=5)
     server = web.Server(config)
-    reconciling = asyncio.create_task(runtime.run(stop), name="nebula-runtime")
-    reporting = asyncio.create_task(agent.run(stop), name="nebula-agent")
-    serving = asyncio.create_task(server.serve(), name="nebula-web")
-    await runtime.wait_ready()
-    # A panel wraps its lines only without soft wrapping (the console soft-wraps log lines).
-    _err.print(_banner(state, host=host, port=port, repo=repo, users=users_file), soft_wrap=False)
-    # Either a signal, or the web server ending on its own (its port was taken).
-    waiting = asyncio.create_task(stop.wait())
-    await asyncio.wait({waiting, serving}, return_when=asyncio.FIRST_COMPLETED)
-    # The live streams first: uvicorn waits for every open response before it stops.
-    await asyncio.to_thread(feed.close)
-    server.should_exit = True
-    stop.set()
-    await asyncio.gather(serving, reconciling, reporting, waiting, return_exceptions=True)
+    parts = {
+        asyncio.create_task(runtime.run(stop), name="the reconcilers"),
+        asyncio.create_task(agent.run(stop), name="this machine's agent"),
+        asyncio.create_task(server.serve(sockets=[listening]), name="the web server"),
+    }
+    stopping = asyncio.create_task(stop.wait())
+    ready = asyncio.create_task(runtime.wait_ready())
+    try:
+        # Up once the reconcilers are; a signal or a part failing first ends it here.
+        await asyncio.wait({ready, stopping, *parts}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.done() and not stop.is_set() and not any(part.done() for part in parts):
+            # A panel wraps its lines only without soft wrapping (the console soft-wraps logs).
+            banner = _banner(state, reached=reached, repo=repo, users=users_file)
+            _err.print(banner, soft_wrap=False)
+            _err.print(_joining(reached), markup=False)
+            with local.serving(state.state_dir, reached):
+                await asyncio.wait({stopping, *parts}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # The live streams first: uvicorn waits for every open response before it stops.
+        await asyncio.to_thread(feed.close)
+        server.should_exit = True
+        stop.set()
+        ready.cancel()
+        await asyncio.gather(*parts, stopping, ready, return_exceptions=True)
+    _raise_first_failure(parts)
+
+
+def _raise_first_failure(parts: set[asyncio.Task[None]]) -> None:
+    """Raises the error a part ended with; all parts have ended when this is called."""
+    for part in sorted(parts, key=lambda task: task.get_name()):
+        failure = None if part.cancelled() else part.exception()
+        if failure is not None:
+            raise failure
 
 
 def _banner(
-    state: local.LocalState, *, host: str, port: int, repo: str | None, users: pathlib.Path | None
+    state: local.LocalState, *, reached: local.Running, repo: str | None, users: pathlib.Path | None
 ) -> rich.panel.Panel:
+    url = reached.url
     work = local.local_repository(state)[1]
     edit = (
         f"Edit a file in {work}, commit, git push, and watch it apply."
@@ -167,13 +198,24 @@ def _banner(
         else f"[yellow]The web UI is {OPEN_WARNING}.[/yellow]"
     )
     text = (
-        f"[bold]Nebula is up[/bold]: http://{host}:{port}\n"
+        f"[bold]Nebula is up[/bold]: {url}\n"
         f"{rich.markup.escape(edit)}\n"
-        f"Approve changes (nebula change open ...) at http://{host}:{port}/changes\n"
+        f"Approve changes (nebula change open ...) at {url}/changes\n"
         f"{access}\n"
         f"State: {rich.markup.escape(str(state.state_dir))} (Ctrl-C stops; a restart resumes)"
     )
     return rich.panel.Panel(text, expand=False)
+
+
+def _joining(reached: local.Running) -> str:
+    """How another machine joins; outside the panel, so the command is never wrapped."""
+    text = "Another machine joins as NODE with this command, run on it "
+    text += "(`nebula join NODE` here prints it with the TOKEN):\n"
+    text += f"  {join.agent_command(reached.url, 'NODE', 'TOKEN')}"
+    if reached.loopback:
+        text += f"\n  Other machines cannot reach {reached.listen}: restart with --host 0.0.0.0 "
+        text += "--users FILE for them."
+    return text
 
 
 UP = UpCommand()

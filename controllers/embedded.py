@@ -224,12 +224,17 @@ class EmbeddedRuntime:
         listener = asyncio.create_task(
             asyncio.to_thread(self._listen, listening, stopping), name="nebula-listen"
         )
-        await asyncio.to_thread(listening.wait)
-        for kind in self._controllers:
-            for stored in await asyncio.to_thread(self._store.list, kind):
-                self._start(stored.key)
-        self._ready.set()
+        # Every exit from here on, a failed start included, stops the listener's thread: the
+        # process cannot end while it runs.
         try:
+            await asyncio.to_thread(listening.wait)
+            if listener.done():
+                listener.result()  # raises why it could not listen
+                raise errors.StoreUnavailable("the notification listener ended before it listened")
+            for kind in self._controllers:
+                for stored in await asyncio.to_thread(self._store.list, kind):
+                    self._start(stored.key)
+            self._ready.set()
             await stop.wait()
         finally:
             stopping.set()
@@ -259,6 +264,8 @@ class EmbeddedRuntime:
                 elif change.spec:
                     self._loop.call_soon_threadsafe(self._touch, change.key)
         finally:
+            # Also when it could not connect at all: whoever waits for it to listen wakes up.
+            listening.set()
             changes.close()
 
     def _touch_kind(self, kind: str) -> None:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
+import os
 import pathlib
 import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from controllers import embedded, git_source
-from nebula import bot_reports, changes, db, errors, heartbeats, settings
+from nebula import auth, bot_reports, changes, db, errors, heartbeats, settings
 from nebula.resources import API_VERSION, ResourceKey
 from nebula.resources.git_source import GitSource
 from nebula.secrets import EnvironmentSecrets
@@ -26,19 +28,30 @@ from nebula.store import PostgresStore
 from nebula.sync import History
 
 __all__ = [
+    "AGENT_TOKEN_FILE",
     "BOOTSTRAP",
+    "SERVER_FILE",
     "LocalState",
+    "Running",
+    "agent_token",
     "bootstrap_source",
     "change_service",
     "git_source_controller",
     "local_repository",
     "local_state",
+    "running",
     "runtime",
+    "serving",
     "stop_on_signals",
 ]
 
 BOOTSTRAP = ResourceKey("GitSource", "default", "local")
 """The GitSource ``nebula up`` creates for the repository it syncs from."""
+
+AGENT_TOKEN_FILE = "agent-token"
+"""The token agents on other machines present, kept in the state folder (mode 0600)."""
+SERVER_FILE = "server.json"
+"""Where ``nebula up`` says, while it runs, at which address other machines reach it."""
 
 Say = Callable[[str], None]
 
@@ -169,3 +182,60 @@ def change_service(
         credentials=git_source.credentials(source, state.secrets),
         merged=merged,
     )
+
+
+def agent_token(state_dir: pathlib.Path) -> str:
+    """The agent token of this state folder, made on first use and kept (readable by its owner
+    only), so agents joined once keep working across restarts."""
+    path = state_dir.resolve() / AGENT_TOKEN_FILE
+    with contextlib.suppress(FileNotFoundError):
+        token = path.read_text().strip()
+        if token:
+            return token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = auth.new_token()
+    # Created with its final mode: the token is never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(token + "\n")
+    return token
+
+
+@dataclasses.dataclass(frozen=True)
+class Running:
+    """A running ``nebula up``: its process, where it listens, where others reach it."""
+
+    pid: int
+    listen: str  # host:port as bound, e.g. 127.0.0.1:8080
+    url: str  # the address other machines would use, e.g. http://192.168.1.5:8080
+    loopback: bool  # bound to this machine only: other machines cannot reach it
+
+
+@contextlib.contextmanager
+def serving(state_dir: pathlib.Path, running: Running) -> Iterator[None]:
+    """Records ``running`` in the state folder for the block (for ``nebula join``)."""
+    path = state_dir.resolve() / SERVER_FILE
+    path.write_text(json.dumps(dataclasses.asdict(running)) + "\n")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def running(state_dir: pathlib.Path) -> Running | None:
+    """The ``nebula up`` running on this state folder, or None (never started, stopped, or
+    killed: a record whose process is gone does not count)."""
+    try:
+        found = Running(**json.loads((state_dir.resolve() / SERVER_FILE).read_text()))
+    # No record, or one from another version: nothing known to be running.
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+    try:
+        os.kill(found.pid, 0)
+    # The process is gone (kill -9 leaves the record behind).
+    except ProcessLookupError:
+        return None
+    # It exists but belongs to someone else: it is running.
+    except PermissionError:
+        pass
+    return found

@@ -80,8 +80,9 @@ def reconcile(
     if heartbeat is None or heartbeat.received_at is None:
         addresses = ", ".join(a.address for a in node.spec.addresses)
         message = (
-            f"no agent reports as {node.metadata.name!r} or from {addresses}: run "
-            f"`nebula agent --node {node.metadata.name}` on the machine"
+            f"no agent reports as {node.metadata.name!r} or from {addresses}: "
+            f"`nebula join {node.metadata.name}` where Nebula runs prints the command to run "
+            "on that machine"
         )
         status = _set(status, now, generation, ready=("False", NO_HEARTBEAT, message))
         return NodeOutcome(_hardware_condition(status, node, now, generation), None, expected)

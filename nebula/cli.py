@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import rich.console
+import rich.markup
 import rich.progress
 
 import nebula
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     # A service did not answer: the same command may work in a moment.
     except errors.TransientError as error:
-        _err.print(f"[yellow]unavailable:[/yellow] {error} (try again)", markup=True)
+        _err.print(f"[yellow]unavailable:[/yellow] {rich.markup.escape(str(error))}", markup=True)
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         return 130

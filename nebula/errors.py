@@ -6,7 +6,8 @@ queue, CLI exit codes); the core raises them and never turns them into strings t
     NebulaError
     ├── TransientError                    retry later; carries ``delay`` (seconds)
     │   ├── StoreUnavailable              PostgreSQL or Redis did not answer
-    │   └── SourceUnavailable             a git remote or outside service did not answer
+    │   ├── SourceUnavailable             a git remote or outside service did not answer
+    │   └── AddressInUse                  a port to listen on is taken by another program
     └── PermanentError                    the user must change something
         ├── ManifestError                 one bad manifest: file, line, column, field path
         │   └── (collected in) InvalidManifests   every error of a set, nothing applied
@@ -26,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 
 __all__ = [
+    "AddressInUse",
     "ConfigurationError",
     "InvalidChange",
     "InvalidManifests",
@@ -61,6 +63,11 @@ class StoreUnavailable(TransientError):
 
 class SourceUnavailable(TransientError):
     """A git remote or an outside service (Ollama, ComfyUI, ...) did not answer."""
+
+
+class AddressInUse(TransientError):
+    """The address and port a server must listen on are taken (another program, or another
+    ``nebula up``); free when that program stops."""
 
 
 class PermanentError(NebulaError):

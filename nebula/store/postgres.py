@@ -269,7 +269,12 @@ def listen(
     runs in its own connection (LISTEN needs one that does nothing else). The caller stops by
     closing the generator.
     """
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(conninfo, autocommit=True)
+    # The server is down or refuses: the caller retries, as with any other store call.
+    except psycopg.OperationalError as error:
+        raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
+    with conn:
         for channel in (CHANNEL, *channels):
             conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
         while True:

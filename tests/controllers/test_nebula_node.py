@@ -152,7 +152,7 @@ def test_a_node_nobody_reports_as_says_how_to_start_its_agent() -> None:
 
     ready = _condition(outcome, "Ready")
     assert (ready.status, ready.reason) == ("False", nebula_node.NO_HEARTBEAT)
-    assert "nebula agent --node home-ubuntu" in ready.message
+    assert "`nebula join home-ubuntu`" in ready.message
     assert _condition(outcome, nebula_node.HARDWARE_MATCHES).status == "Unknown"
     assert outcome.labels is None
 
