@@ -14,7 +14,9 @@ import pathlib
 import jinja2
 import starlette.templating
 
-__all__ = ["STATIC", "TEMPLATES", "ago", "short_revision", "templates", "timestamp"]
+from nebula import hardware
+
+__all__ = ["STATIC", "TEMPLATES", "ago", "short_revision", "size", "templates", "timestamp"]
 
 TEMPLATES = pathlib.Path(__file__).parent / "templates"
 """The page templates, shipped as package data."""
@@ -25,6 +27,14 @@ STATIC = pathlib.Path(__file__).parent / "static"
 def short_revision(revision: str | None) -> str:
     """A commit as people quote it: its first seven hex digits, or an em dash when unknown."""
     return revision[:7] if revision else "—"
+
+
+def size(quantity: str | None) -> str:
+    """A reported size as every page shows it (``23.5Gi``, see ``nebula.hardware.human``), or
+    an em dash when unknown; the stored quantity stays exact in the status and the JSON."""
+    if quantity is None:
+        return "—"
+    return hardware.human(quantity)
 
 
 def timestamp(when: datetime.datetime | None) -> str:
@@ -59,4 +69,5 @@ def templates() -> starlette.templating.Jinja2Templates:
     environment.filters["short"] = short_revision
     environment.filters["timestamp"] = timestamp
     environment.filters["ago"] = ago
+    environment.filters["size"] = size
     return starlette.templating.Jinja2Templates(env=environment)

@@ -101,8 +101,14 @@ class ResourceSummary(ApiModel):
 
     @property
     def needs_attention(self) -> bool:
-        """Whether a person should look: stalled, or explicitly not Ready."""
-        return self.stalled or self.ready == "False"
+        """Whether a person should look: stalled, explicitly not Ready, or Degraded (it works,
+        but not as declared: a node with less VRAM than it should have, a failed probe)."""
+        degraded = conditions.find(self.conditions, conditions.DEGRADED)
+        return (
+            self.stalled
+            or self.ready == "False"
+            or (degraded is not None and degraded.status == "True")
+        )
 
     @property
     def path(self) -> str:

@@ -5,6 +5,11 @@ node, its heartbeat (matched by name or address, see ``nebula.heartbeats.match``
 It reads top to bottom: no heartbeat → stale heartbeat → the hardware as reported → how it
 compares with the declared expectations → the labels a Kubernetes Node gets. It writes nothing:
 the runtime writes the returned status and applies the returned labels.
+
+Three conditions: ``Ready`` says the agent reports (within three of its own intervals);
+``HardwareMatches`` compares the declared hardware with what was found; ``Degraded`` is what a
+person should look at: True when the hardware differs or a probe of the agent failed (a driver
+that does not answer), with both in its message.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from nebula.resources.nebula_node import (
 )
 
 __all__ = [
+    "AGENT_PROBLEMS",
     "DIFFERS",
+    "HARDWARE_DIFFERS",
     "HARDWARE_MATCHES",
     "HEARTBEAT_STALE",
     "LABEL_PREFIX",
@@ -48,9 +55,14 @@ HEARTBEAT_STALE = "HeartbeatStale"
 MATCHES = "AsDeclared"
 DIFFERS = "Differs"
 NO_HARDWARE = "NoHardwareReported"
+HARDWARE_DIFFERS = "HardwareDiffers"
+"""Degraded's reason when the machine lacks what it declares (its problems may come along)."""
+AGENT_PROBLEMS = "AgentProblems"
+"""Degraded's reason when the hardware is as declared but a probe of the agent failed."""
 MISSED_HEARTBEATS = 3
 """A node is Ready while its last heartbeat is younger than this many intervals."""
 LABEL_PREFIX = "nebula.dev/"
+_Verdict = tuple[conditions.ConditionStatus, str, str]  # a condition's status, reason, message
 _TIER_LABELS = {"cpu": "cpu", "<4Gi": "under-4Gi", "4-8Gi": "4-8Gi", "8Gi+": "8Gi-or-more"}
 
 
@@ -74,6 +86,7 @@ def reconcile(
     """The node's status from its latest heartbeat; see the module docstring."""
     status = previous or NebulaNodeStatus()
     generation = node.metadata.generation
+    # The declared interval is what to expect until a heartbeat says what the agent really does.
     expected = fields.parse_duration(node.spec.agent.heartbeat_interval).total_seconds()
 
     # No agent has ever reported as this node: nothing is known of the machine.
@@ -85,11 +98,13 @@ def reconcile(
             "on that machine"
         )
         status = _set(status, now, generation, ready=("False", NO_HEARTBEAT, message))
-        return NodeOutcome(_hardware_condition(status, node, now, generation), None, expected)
+        return NodeOutcome(_verdicts(status, node, now, generation), None, expected)
 
     # The hardware is what the last heartbeat says, fresh or not: the last known state.
     status = _reported(status, heartbeat)
-    interval = max(expected, heartbeat.interval_seconds)
+    # The agent's own interval, shorter or longer than the declared one: it is what the agent
+    # does, so a 3 s agent is missed after 9 s, not 45, and a page shows one figure.
+    interval = heartbeat.interval_seconds
     deadline = heartbeat.received_at + datetime.timedelta(seconds=MISSED_HEARTBEATS * interval)
     if now >= deadline:
         # A message that does not change with every look, so a stale node is not rewritten.
@@ -100,15 +115,16 @@ def reconcile(
         status = _set(status, now, generation, ready=("False", HEARTBEAT_STALE, message))
         retry = interval
     else:
-        every = _duration(datetime.timedelta(seconds=heartbeat.interval_seconds))
+        every = _duration(datetime.timedelta(seconds=interval))
         message = f"agent {heartbeat.agent_version} on {heartbeat.hostname or heartbeat.node}"
         message += f" reports every {every}"
         status = _set(status, now, generation, ready=("True", REPORTING, message))
         # Look again when the heartbeat would turn stale; a new one wakes the loop earlier.
         retry = max(1.0, (deadline - now).total_seconds())
 
-    # Declared expectations against what was found, and the labels placement will use.
-    status = _hardware_condition(status, node, now, generation)
+    # Declared expectations against what was found, what the agent could not read, and the
+    # labels placement will use.
+    status = _verdicts(status, node, now, generation)
     if node.spec.runtime != "k3s":
         return NodeOutcome(status, None, retry)
     # The hardware's labels, then the declared ones (spec.labels) beside them: a declared
@@ -132,21 +148,29 @@ def _reported(status: NebulaNodeStatus, heartbeat: Heartbeat) -> NebulaNodeStatu
             "cpu": f"{found.cpu.cores} cores",
             "memory": hardware.human(found.memory),
             "address": _address(found),
+            "problems": list(heartbeat.problems),
         }
     )
 
 
-def _hardware_condition(
+def _verdicts(
     status: NebulaNodeStatus, node: NebulaNode, now: datetime.datetime, generation: int | None
 ) -> NebulaNodeStatus:
+    """HardwareMatches and Degraded, from the last known hardware and problems (a stale node
+    keeps both: they are what was last known of the machine)."""
     if status.hardware is None:
-        return _set(
-            status, now, generation, matches=("Unknown", NO_HARDWARE, "no hardware reported yet")
-        )
+        unknown: _Verdict = ("Unknown", NO_HARDWARE, "no hardware reported yet")
+        return _set(status, now, generation, matches=unknown, degraded=unknown)
     found = differences(node.spec.hardware, status.hardware)
-    if found:
-        return _set(status, now, generation, matches=("False", DIFFERS, "; ".join(found)))
-    return _set(status, now, generation, matches=("True", MATCHES, "as declared"))
+    failed = [f"the agent could not read {problem}" for problem in status.problems]
+    matches: _Verdict = (
+        ("False", DIFFERS, "; ".join(found)) if found else ("True", MATCHES, "as declared")
+    )
+    degraded: _Verdict = ("False", MATCHES, "as declared, and every probe of the agent answered")
+    if found or failed:
+        reason = HARDWARE_DIFFERS if found else AGENT_PROBLEMS
+        degraded = ("True", reason, "; ".join(found + failed))
+    return _set(status, now, generation, matches=matches, degraded=degraded)
 
 
 def differences(expected: HardwareExpectation, found: Hardware) -> list[str]:
@@ -156,14 +180,11 @@ def differences(expected: HardwareExpectation, found: Hardware) -> list[str]:
         problems.append(f"declared arch {expected.arch}, found {found.arch}")
     if expected.min_cpus and found.cpu.cores < expected.min_cpus:
         problems.append(f"declared at least {expected.min_cpus} CPUs, found {found.cpu.cores}")
-    if expected.min_memory:
-        wanted, has = (
-            fields.parse_quantity(expected.min_memory),
-            fields.parse_quantity(found.memory),
-        )
-        if has < wanted:
-            memory = hardware.human(found.memory)
-            problems.append(f"declared at least {expected.min_memory} of memory, found {memory}")
+    # Sizes compare with the shortfall real machines and cards report (hardware.meets), and
+    # both sides show in the same units, so a message never reads "declared 24Gi, found 24Gi".
+    if expected.min_memory and not hardware.meets(found.memory, declared=expected.min_memory):
+        wanted, memory = _size(expected.min_memory), _size(found.memory)
+        problems.append(f"declared at least {wanted} of memory, found {memory}")
     gpu = expected.gpu
     if gpu is None:
         return problems
@@ -178,9 +199,10 @@ def differences(expected: HardwareExpectation, found: Hardware) -> list[str]:
         plural = "s" if gpu.count != 1 else ""
         problems.append(f"declared {gpu.count} {named} GPU{plural}, found {seen}")
     elif gpu.min_vram:
-        wanted = fields.parse_quantity(gpu.min_vram)
-        if sum(1 for g in fitting if _vram(g) >= wanted) < gpu.count:
-            problems.append(f"declared {gpu.min_vram} VRAM per {named} GPU, found {seen}")
+        large = [g for g in fitting if hardware.meets(g.vram_total, declared=gpu.min_vram)]
+        if len(large) < gpu.count:
+            wanted = _size(gpu.min_vram)
+            problems.append(f"declared at least {wanted} of VRAM per {named} GPU, found {seen}")
     return problems
 
 
@@ -211,7 +233,11 @@ def _vram(gpu: GpuInfo | None) -> decimal.Decimal:
 def _describe(gpus: list[GpuInfo]) -> str:
     if not gpus:
         return "no GPU"
-    return ", ".join(f"{g.model} with {hardware.human(g.vram_total)}" for g in gpus)
+    return ", ".join(f"{g.model} with {_size(g.vram_total)}" for g in gpus)
+
+
+def _size(quantity: str) -> str:
+    return hardware.human(quantity, exact=True)
 
 
 def _address(found: Hardware) -> str | None:
@@ -233,11 +259,17 @@ def _set(
     now: datetime.datetime,
     generation: int | None,
     *,
-    ready: tuple[conditions.ConditionStatus, str, str] | None = None,
-    matches: tuple[conditions.ConditionStatus, str, str] | None = None,
+    ready: _Verdict | None = None,
+    matches: _Verdict | None = None,
+    degraded: _Verdict | None = None,
 ) -> NebulaNodeStatus:
     found = list(status.conditions)
-    for type_, value in ((conditions.READY, ready), (HARDWARE_MATCHES, matches)):
+    verdicts = (
+        (conditions.READY, ready),
+        (HARDWARE_MATCHES, matches),
+        (conditions.DEGRADED, degraded),
+    )
+    for type_, value in verdicts:
         if value is not None:
             found = conditions.set_condition(
                 found, type_=type_, status=value[0], reason=value[1], message=value[2],

@@ -2,7 +2,9 @@
 
 Called by the NebulaNode controller (status fields, node labels) and the agent's output. Pure
 functions of ``GpuInfo`` lists, no I/O. The tier is the original system's: the VRAM of the
-largest single GPU (models are not split across cards), ``cpu`` when there is none.
+largest single GPU (models are not split across cards), ``cpu`` when there is none; a card
+reaches a tier's lower bound as it reaches a declared size (``quantities.meets``: an 8 GiB card
+reporting 7982 MiB is ``8Gi+``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from nebula.resources.nebula_node import GpuInfo, VramTier
 
 __all__ = ["gpu_summary", "short_model", "vram_summary", "vram_tier"]
 
-_GI = 1024**3
 _TIMES = "\u00d7"  # the multiplication sign, as people write "2x A100" by hand
 # Vendor and family words that every card of a line repeats; the column has no room for them.
 _PREFIXES = re.compile(r"^(?:NVIDIA\s+|AMD\s+|GeForce\s+|Tesla\s+)+", re.IGNORECASE)
@@ -27,16 +28,17 @@ _BRACKETED = re.compile(r"\[([^\]]+)\]\s*$")
 def vram_tier(gpus: Sequence[GpuInfo]) -> VramTier:
     """``cpu`` with no GPU, else the tier of the largest GPU: ``<4Gi``, ``4-8Gi`` or ``8Gi+``.
 
-    The lower bound of a tier belongs to it: exactly 4Gi is ``4-8Gi``, exactly 8Gi is ``8Gi+``.
+    The lower bound of a tier belongs to it: a card of 4Gi is ``4-8Gi``, one of 8Gi is ``8Gi+``,
+    each counted as having the size when it reports it with the usual shortfall.
     """
     if not gpus:
         return "cpu"
-    largest = max(quantities.to_bytes(gpu.vram_total) for gpu in gpus)
-    if largest < 4 * _GI:
-        return "<4Gi"
-    if largest < 8 * _GI:
+    largest = max((gpu.vram_total for gpu in gpus), key=quantities.to_bytes)
+    if quantities.meets(largest, declared="8Gi"):
+        return "8Gi+"
+    if quantities.meets(largest, declared="4Gi"):
         return "4-8Gi"
-    return "8Gi+"
+    return "<4Gi"
 
 
 def short_model(model: str) -> str:
@@ -63,5 +65,5 @@ def gpu_summary(gpus: Sequence[GpuInfo]) -> str:
 
 
 def vram_summary(gpus: Sequence[GpuInfo]) -> str:
-    """The VRAM column: "24Gi", "2\u00d7 8Gi", "12Gi, 4Gi"; "" for no GPU."""
-    return _grouped([gpu.vram_total for gpu in gpus])
+    """The VRAM column: "24Gi", "2\u00d7 8Gi", "12Gi, 4Gi", "7.8Gi"; "" for no GPU."""
+    return _grouped([quantities.human(gpu.vram_total) for gpu in gpus])

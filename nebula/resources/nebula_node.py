@@ -1,7 +1,7 @@
 """``NebulaNode``: a machine of the homelab, its role, its addresses, the hardware it should have.
 
 Pure data, no I/O. The spec is what the user expects; the status is what the node agent found
-(CPU, RAM, disks, GPUs, addresses) and whether the two match.
+(CPU, RAM, disks, GPUs, addresses), what it could not read, and whether the two match.
 """
 
 from __future__ import annotations
@@ -198,6 +198,8 @@ class NebulaNodeStatus(conditions.Status):
     """When the agent last reported; an old time means the machine may be down."""
     agent_version: str | None = None
     """Version of the node agent running on the machine."""
+    problems: list[str] = pydantic.Field(default_factory=list)
+    """Probes that failed at the agent's last report, with why; empty when all answered."""
     vram_tier: VramTier | None = None
     """VRAM class of the machine: cpu (no usable GPU), <4Gi, 4-8Gi or 8Gi+."""
     # One-line summaries for printer columns (JSONPath cannot aggregate lists).

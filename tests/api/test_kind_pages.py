@@ -12,22 +12,27 @@ import fastapi
 import httpx
 
 import api
+from controllers import nebula_node
+from nebula.heartbeats import Heartbeat
 from nebula.resources import KINDS, ResourceKey
+from nebula.resources.nebula_node import Hardware, NebulaNode
 from nebula.store import Plan, PostgresStore, StoredObject
 from nebula.store.base import AppliedState
 from nebula.sync import History
+from tests.api.conftest import NOW
 
 REPORTED = {
     "gpu": "RTX 3060",
-    "vram": "12Gi",
+    "vram": "11.8Gi",
     "cpu": "16 cores",
     "memory": "62.7Gi",
     "address": "100.64.0.7",
     "agentVersion": "0.4.1",
     "vramTier": "8Gi+",
+    # Sizes as the agent stores them: exact, in the largest unit that divides them.
     "hardware": {
         "cpu": {"model": "AMD Ryzen 7 5800X", "cores": 16, "physicalCores": 8},
-        "memory": "62.7Gi",
+        "memory": "65755500Ki",
         "os": "Ubuntu 24.04.1 LTS",
         "kernel": "6.8.0-45-generic",
         "arch": "amd64",
@@ -35,20 +40,24 @@ REPORTED = {
             {
                 "vendor": "nvidia",
                 "model": "NVIDIA GeForce RTX 3060",
-                "vramTotal": "12Gi",
-                "vramUsed": "3.1Gi",
+                "vramTotal": "12045Mi",
+                "vramUsed": "3174Mi",
                 "driver": "550.107.02",
                 "cudaVersion": "12.4",
                 "utilization": 37,
                 "temperature": 61,
             }
         ],
-        "disks": [{"mount": "/mnt/models", "total": "931Gi", "free": "402Gi"}],
+        "disks": [{"mount": "/mnt/models", "total": "264212084Ki", "free": "110796800Ki"}],
         "addresses": ["192.168.1.20", "100.64.0.7"],
         "endpoints": {"ollama": True, "comfyui": False},
     },
 }
 """A NebulaNode's status fields as its controller writes them from a heartbeat."""
+NO_DRIVER = (
+    "nvidia-smi: NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+)
+"""A problem as the agent words it when the NVIDIA driver is not loaded."""
 
 
 def text_of(page: str) -> str:
@@ -90,7 +99,7 @@ async def test_the_kind_page_lists_its_objects_with_the_kinds_printer_columns(
     assert head == ["Name", "Role", "GPU", "VRAM", "CPU", "RAM", "Address", "Agent",
                     "Status", "Message", "Source", "Updated"]  # fmt: skip
     assert rows[0][:8] == [
-        "home-ubuntu", "ai", "RTX 3060", "12Gi", "16 cores", "62.7Gi", "100.64.0.7", "0.4.1"
+        "home-ubuntu", "ai", "RTX 3060", "11.8Gi", "16 cores", "62.7Gi", "100.64.0.7", "0.4.1"
     ]  # fmt: skip
     assert rows[0][8] == "Ready"
     assert rows[1][:4] == ["linode-vps", "ai", "—", "—"]  # no heartbeat: nothing reported
@@ -150,6 +159,8 @@ async def test_the_object_page_shows_the_spec_as_yaml_and_the_conditions_as_a_ta
 async def test_a_node_page_shows_the_reported_hardware_readably(
     client: httpx.AsyncClient, homelab: Any
 ) -> None:
+    # Bug: sizes showed as stored (65755500Ki, 264212084Ki), and a card's 12045Mi on its page
+    # while the kind's VRAM column said 12Gi. Every size a person reads is humanised alike.
     homelab.put(homelab.node("home-ubuntu"), homelab.status("True", "Reporting", **REPORTED))
 
     response = await client.get("/kinds/NebulaNode/home-ubuntu")
@@ -162,11 +173,62 @@ async def test_a_node_page_shows_the_reported_hardware_readably(
     assert "VRAM tier 8Gi+" in hardware
     assert "192.168.1.20, 100.64.0.7" in hardware
     [gpu] = cells(response.text, "gpus")[1:]
-    assert gpu == ["NVIDIA GeForce RTX 3060 #0 · nvidia", "12Gi", "3.1Gi", "37 %", "61 °C",
+    assert gpu == ["NVIDIA GeForce RTX 3060 #0 · nvidia", "11.8Gi", "3.1Gi", "37 %", "61 °C",
                    "550.107.02, CUDA 12.4"]  # fmt: skip
-    assert cells(response.text, "disks")[1:] == [["/mnt/models", "931Gi", "402Gi"]]
+    assert cells(response.text, "disks")[1:] == [["/mnt/models", "252Gi", "105.7Gi"]]
+    assert "Ki<" not in response.text[: response.text.index('id="status"')]
+    # The status itself keeps the exact quantities, for whatever reads it.
+    assert "memory: 65755500Ki\n" in pre_yaml(response.text, "status")
     assert re.search(r'class="badge ok"[^>]*>ollama<', response.text)
     assert re.search(r'class="badge bad"[^>]*>comfyui<', response.text)
+
+
+def degraded_node(homelab: Any, name: str = "home-ubuntu") -> None:
+    """Stores a node declared with an NVIDIA GPU whose agent could not reach the driver, with
+    the status the NebulaNode reconciler makes of that heartbeat."""
+    document = homelab.node(name)
+    document["spec"]["hardware"] = {"gpu": {"vendor": "nvidia", "minVram": "12Gi"}}
+    beat = Heartbeat(
+        node=name,
+        hostname="gpu-box",
+        agent_version="0.1.0",
+        interval_seconds=15,
+        received_at=NOW,
+        hardware=Hardware.model_validate({"cpu": {"cores": 16}, "memory": "65755500Ki"}),
+        problems=[NO_DRIVER],
+    )
+    outcome = nebula_node.reconcile(
+        NebulaNode.model_validate(document), heartbeat=beat, now=NOW, previous=None
+    )
+    homelab.put(document, outcome.status.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+async def test_a_degraded_node_is_in_trouble_and_its_page_lists_what_the_agent_could_not_read(
+    client: httpx.AsyncClient, homelab: Any
+) -> None:
+    # Bug: a broken NVIDIA driver, stored with the heartbeat as a problem, reached no page (the
+    # node page said "No GPU found."), and a node lacking its declared GPU stayed Ready and
+    # out of trouble. It is Ready (its agent reports) and Degraded, and its page says why.
+    degraded_node(homelab)
+
+    detail = (await client.get("/kinds/NebulaNode/home-ubuntu")).text
+    table = (await client.get("/kinds/NebulaNode")).text
+
+    head = text_of(detail[: detail.index('id="hardware"')])
+    assert "Ready Degraded" in head
+    why = f"declared 1 nvidia GPU, found no GPU; the agent could not read {NO_DRIVER}"
+    assert f"HardwareDiffers: {why}" in head
+    problems = re.search(r'<div id="problems"[^>]*>(.*?)</div>', detail, re.S)
+    assert problems is not None
+    assert text_of(problems[1]).strip() == f"What the agent could not read {NO_DRIVER}"
+    assert "No GPU found: a GPU probe failed, see above what the agent could not read." in (
+        text_of(detail)
+    )
+    [row] = cells(table, "resources")[1:]
+    assert row[8] == "Ready Degraded"
+    assert f"HardwareDiffers: {why}" in row[9]
+    assert '<tr class="trouble">' in table
+    assert "1 nebulanode, 1 ready, 1 in trouble" in text_of(table)
 
 
 async def test_cluster_scoped_objects_live_at_kind_and_name_namespaced_ones_under_a_namespace(

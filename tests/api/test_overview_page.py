@@ -21,6 +21,7 @@ from nebula.resources.nebula_node import Hardware
 from nebula.store import Desired, Plan, PostgresStore, StoredObject, content_hash
 from nebula.store.base import AppliedState
 from nebula.sync import History
+from tests.api.test_kind_pages import NO_DRIVER, degraded_node
 
 BAD_FILE = "models/qwen.yaml:7:5: spec.placement.nodes[0]: no NebulaNode named 'gpu-box'"
 STALLED_MESSAGE = f"revision 4f2a9c1 is invalid, nothing applied: {BAD_FILE}"
@@ -138,6 +139,25 @@ async def test_objects_in_trouble_are_listed_first_with_their_message(
     assert BAD_FILE in attention
     assert "ai/llama" not in attention
     assert attention.index("home-ubuntu") < attention.index("ai/qwen")  # nodes come first
+
+
+async def test_a_degraded_node_needs_attention_with_what_differs_and_its_agents_problems(
+    client: httpx.AsyncClient, homelab: Any
+) -> None:
+    # Bug: a node whose hardware differed from its declaration (or whose agent could not read
+    # its GPU driver) stayed Ready and out of "Needs attention"; the problem reached no page.
+    degraded_node(homelab)
+    homelab.put(homelab.node("linode-vps"), homelab.status("True", "Reporting", "all well"))
+
+    response = await client.get("/")
+
+    attention = section(response.text, "attention", "runs")
+    assert "home-ubuntu" in attention and "linode-vps" not in attention
+    assert "Degraded" in attention
+    assert f"the agent could not read {NO_DRIVER}" in attention
+    assert re.search(r"<strong>1</strong><span>need attention</span>", response.text)
+    assert '<tr id="NebulaNode--home-ubuntu" class="trouble">' in response.text
+    assert '<tr id="NebulaNode--linode-vps" class="">' in response.text
 
 
 async def test_a_long_list_of_trouble_is_cut_short_and_says_how_many_more(
@@ -275,7 +295,7 @@ async def test_reporting_machines_are_listed_and_an_undeclared_one_stands_out(
     homelab.put(homelab.node("home-ubuntu"))
     hardware = Hardware.model_validate(
         {"cpu": {"model": "Ryzen", "cores": 16}, "memory": "64Gi", "addresses": ["10.1.1.1"],
-         "gpus": [{"vendor": "nvidia", "model": "RTX 3090", "vramTotal": "24Gi"}]}
+         "gpus": [{"vendor": "nvidia", "model": "RTX 4090", "vramTotal": "24564Mi"}]}
     )  # fmt: skip
     for name in ("home-ubuntu", "laptop"):
         beat = Heartbeat(node=name, hostname=f"{name}-host", agent_version="0.1.0",
@@ -291,4 +311,5 @@ async def test_reporting_machines_are_listed_and_an_undeclared_one_stands_out(
     assert re.search(
         r"laptop</td>\s*<td[^>]*>laptop-host</td>\s*<td[^>]*><span[^>]*>not declared", page
     )
-    assert "RTX 3090 (24Gi)" in page
+    # Sizes as every page shows them (the table showed the stored 24564Mi).
+    assert "RTX 4090 (24Gi)" in page and "24564Mi" not in page

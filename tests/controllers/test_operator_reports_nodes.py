@@ -88,13 +88,19 @@ def _hardware() -> Hardware:
     )
 
 
-def _beat(node: str, *, interval: float = 1.0) -> Heartbeat:
+NO_DRIVER = (
+    "nvidia-smi: NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+)
+
+
+def _beat(node: str, *, interval: float = 1.0, problems: tuple[str, ...] = ()) -> Heartbeat:
     return Heartbeat(
         node=node,
         hostname=node,
         agent_version="0.1.0",
         interval_seconds=interval,
         hardware=_hardware(),
+        problems=list(problems),
     )
 
 
@@ -210,8 +216,11 @@ def test_a_heartbeat_fills_the_status_and_labels_the_node_and_silence_turns_it_n
     matches = _condition(status, nebula_node.HARDWARE_MATCHES)
     assert (matches["status"], matches["reason"]) == ("False", nebula_node.DIFFERS)
     assert matches["message"] == (
-        "declared 24Gi VRAM per nvidia GPU, found NVIDIA GeForce RTX 3070 with 8Gi"
+        "declared at least 24Gi (24576Mi) of VRAM per nvidia GPU, "
+        "found NVIDIA GeForce RTX 3070 with 8Gi (8192Mi)"
     )
+    degraded = _condition(status, conditions.DEGRADED)
+    assert (degraded["status"], degraded["reason"]) == ("True", nebula_node.HARDWARE_DIFFERS)
 
     def labelled() -> dict[str, str] | None:
         """the Node carries the GPU's labels"""
@@ -256,6 +265,7 @@ def test_a_heartbeat_or_a_spec_change_wakes_the_daemon_before_its_delay_ends(
 
     status = _eventually(_ready_is(k8s, "True"), timeout=2.0)
     assert _condition(status, nebula_node.HARDWARE_MATCHES)["status"] == "False"
+    assert _condition(status, conditions.DEGRADED)["status"] == "True"
 
     k8s.patch(HOME, {"spec": {"hardware": {"gpu": {"vendor": "nvidia", "minVram": "8Gi"}}}})
 
@@ -268,6 +278,42 @@ def test_a_heartbeat_or_a_spec_change_wakes_the_daemon_before_its_delay_ends(
 
     status = _eventually(matching, timeout=2.0)
     assert status["observedGeneration"] == 2
+    assert _condition(status, conditions.DEGRADED)["status"] == "False"
+    assert _schema_errors(k8s) == []
+
+
+def test_the_agents_problems_reach_the_status_and_make_the_node_degraded(
+    k8s: Cluster, running_operator: Operator
+) -> None:
+    # Bug: what the agent could not read (a broken NVIDIA driver) stayed in the heartbeats
+    # table; the operator writes it into the status, within the CRD's schema, as the embedded
+    # runtime does, and the node turns Degraded while it stays Ready.
+    declared = _nebula_node("home-ubuntu", interval="1h")
+    declared["spec"]["hardware"] = {"arch": "amd64"}
+    k8s.create(declared)
+
+    beats = HeartbeatStore(running_operator.database)
+    beats.record(_beat("home-ubuntu", interval=3600, problems=(NO_DRIVER,)))
+
+    status = _eventually(_ready_is(k8s, "True", reason=nebula_node.REPORTING))
+    assert status["problems"] == [NO_DRIVER]
+    degraded = _condition(status, conditions.DEGRADED)
+    assert (degraded["status"], degraded["reason"], degraded["message"]) == (
+        "True",
+        nebula_node.AGENT_PROBLEMS,
+        f"the agent could not read {NO_DRIVER}",
+    )
+
+    # The driver is back: the next heartbeat clears both.
+    beats.record(_beat("home-ubuntu", interval=3600))
+
+    def recovered() -> dict[str, Any] | None:
+        """the node is no longer Degraded"""
+        status = _status(k8s)
+        return status if _condition(status, conditions.DEGRADED)["status"] == "False" else None
+
+    status = _eventually(recovered)
+    assert status.get("problems", []) == []
     assert _schema_errors(k8s) == []
 
 

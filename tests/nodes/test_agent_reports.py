@@ -15,7 +15,7 @@ import pytest
 
 from api import app as web
 from controllers import embedded
-from nebula import db, heartbeats
+from nebula import db, hardware, heartbeats
 from nebula.resources import ResourceKey, fields
 from nebula.secrets import EnvironmentSecrets
 from nebula.store import PostgresStore
@@ -90,7 +90,7 @@ async def test_a_reporting_agent_makes_its_node_ready_and_a_stopped_one_not(
         await reporting
         started = asyncio.get_running_loop().time()
         await _until(lambda: _ready(store) == ("False", "HeartbeatStale"))
-        # Three intervals of the slower of the declared (1s) and the agent's (0.3s) rhythm.
+        # Three of the agent's own intervals (0.3s), whatever the declared one (1s) says.
         assert asyncio.get_running_loop().time() - started < 3.0 + 1.5
     finally:
         stop_runtime.set()
@@ -144,3 +144,17 @@ def test_agent_once_prints_this_machines_inventory_as_json() -> None:
     total_kib = int(pathlib.Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
     assert fields.parse_quantity(report["hardware"]["memory"]) == total_kib * 1024
     assert report["hardware"]["gpus"] == []
+
+
+def test_agent_once_prints_sizes_as_the_pages_show_them() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "nebula", "agent", "--once", "--node", "me"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    total_kib = int(pathlib.Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+    assert f"  memory  {hardware.human(total_kib * 1024)}\n" in result.stdout
+    assert "Ki " not in result.stdout and "Ki\n" not in result.stdout
