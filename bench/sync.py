@@ -108,7 +108,8 @@ def webhook_latency(bench: Bench, runs: int) -> list[float]:
     import httpx
 
     from api import app as api_app
-    from controllers import embedded, local
+    from controllers import git_source, local
+    from nebula import db
 
     secret = "bench-hmac"
     # The same source, now stored so that the runtime runs it, with a webhook secret.
@@ -121,16 +122,14 @@ def webhook_latency(bench: Bench, runs: int) -> list[float]:
          "metadata": {"name": "bench", "namespace": "default"}, "spec": spec}
     )  # fmt: skip
     secrets = EnvironmentSecrets({"NEBULA_SECRET_BENCH_WEBHOOK_HMAC": secret})
-    state = local.LocalState(bench.conninfo, bench.store, bench.runs, secrets, bench.work.parent)
+    listener = db.Listener(bench.conninfo)
+    state = local.LocalState(
+        bench.conninfo, bench.store, bench.runs, secrets, bench.work.parent, listener
+    )
     timings: list[float] = []
 
     async def main() -> None:
-        controller = embedded.GitSourceController(
-            store=bench.store, runs=bench.runs, secrets=secrets, state_dir=state.state_dir
-        )
-        runtime = embedded.EmbeddedRuntime(
-            conninfo=bench.conninfo, store=bench.store, controllers=[controller]
-        )
+        runtime = local.runtime(state, only=(git_source.GitSourceKind,))
         app = api_app.create_app(
             store=bench.store, runs=bench.runs, trigger=runtime, secrets=secrets
         )
@@ -171,7 +170,10 @@ def webhook_latency(bench: Bench, runs: int) -> list[float]:
         stop.set()
         await task
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        listener.close()
     return timings
 
 

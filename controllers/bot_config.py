@@ -1,10 +1,10 @@
 """The BotConfig reconciler: the bots a BotConfig configures, against what each one reported.
 
-Called by the embedded runtime (``embedded.BotConfigController``, woken by every bot report)
-and the kopf daemon in ``handlers.py``, with the BotConfig and the latest reports of the bots
-(``nebula.bot_reports``). It reads top to bottom: which bots the spec configures → what each
-reported → who lags behind the current generation → Ready. It writes nothing and talks to no
-chat platform: the bots apply the configuration themselves and report the generation they run.
+Run by both runtimes through :class:`BotConfigKind` (listed in ``kinds.py``; woken by every bot
+report), with the BotConfig and the latest reports of its bots (``nebula.bot_reports``). It
+reads top to bottom: which bots the spec configures → what each reported → who lags behind the
+current generation → Ready. It writes nothing and talks to no chat platform: the bots apply
+the configuration themselves and report the generation they run.
 
 A bot is configured when the spec has a section Nebula runs a bot for: ``discord`` (``nebula
 bot discord``) and a ``twitch`` stream platform (``nebula bot twitch``). YouTube and Kick
@@ -14,12 +14,12 @@ Ready message and not waited for, so a BotConfig listing them can still become R
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 from collections.abc import Sequence
 from typing import Literal
 
-from controllers import outcomes
+from controllers import outcomes, reconciling
+from nebula import bot_reports
 from nebula.bot_reports import BotName, BotReport
 from nebula.resources import conditions
 from nebula.resources.bot_config import BotConfig, BotConfigSpec, BotConfigStatus, BotStatus
@@ -29,7 +29,7 @@ __all__ = [
     "APPLYING",
     "DISCONNECTED",
     "NOT_REPORTED",
-    "BotConfigOutcome",
+    "BotConfigKind",
     "configured_bots",
     "reconcile",
     "unwatched_platforms",
@@ -42,12 +42,7 @@ DISCONNECTED = "Disconnected"
 NOT_REPORTED = "has not reported: start it with `nebula bot {bot}`"
 
 
-@dataclasses.dataclass(frozen=True)
-class BotConfigOutcome:
-    """What a reconcile decided: the status to write, and an event when Ready changed."""
-
-    status: BotConfigStatus
-    event: outcomes.Event | None = None
+Result = reconciling.Result[BotConfigStatus]
 
 
 def configured_bots(spec: BotConfigSpec) -> list[BotName]:
@@ -73,8 +68,9 @@ def reconcile(
     reports: Sequence[BotReport],
     now: datetime.datetime,
     previous: BotConfigStatus | None,
-) -> BotConfigOutcome:
-    """The BotConfig's status from its bots' latest reports; see the module docstring."""
+) -> Result:
+    """The BotConfig's status from its bots' latest reports (only a report or a change of the
+    BotConfig makes it look again); see the module docstring."""
     status = previous or BotConfigStatus()
     generation = config.metadata.generation
     spec = config.spec
@@ -121,7 +117,8 @@ def reconcile(
     if ready[0] == "True" and generation is not None:
         update["observed_generation"] = generation
     new = status.model_copy(update=update)
-    return BotConfigOutcome(new, _event(previous, ready))
+    event = _event(previous, ready)
+    return Result(new, None, (event,) if event else ())
 
 
 def _bot_status(bot: BotName, report: BotReport | None) -> BotStatus:
@@ -163,3 +160,30 @@ def _event(previous: BotConfigStatus | None, ready: tuple[str, str, str]) -> out
         return None
     kind: Literal["Normal", "Warning"] = "Warning" if ready[1] == DISCONNECTED else "Normal"
     return outcomes.Event(kind, ready[1], ready[2])
+
+
+class BotConfigKind(reconciling.Kind[BotConfig, BotConfigStatus, list[BotReport]]):
+    """BotConfigs as the runtimes run them: compared with their bots' latest reports."""
+
+    model = BotConfig
+    status_model = BotConfigStatus
+    wakes_on = (bot_reports.CHANNEL,)
+
+    def __init__(self, services: reconciling.Services) -> None:
+        self._reports = services.reports
+
+    def observe(self, resource: BotConfig) -> list[BotReport]:
+        """The latest report of each bot running this BotConfig."""
+        return list(self._reports.of(resource.key))
+
+    def reconcile(
+        self,
+        resource: BotConfig,
+        observed: list[BotReport] | None,
+        *,
+        previous: BotConfigStatus | None,
+        now: datetime.datetime,
+        attempt: int,
+    ) -> Result:
+        """See :func:`reconcile`."""
+        return reconcile(resource, reports=observed or [], now=now, previous=previous)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import difflib
 import getpass
 import io
@@ -23,7 +24,7 @@ import rich.console
 import rich.markup
 import ruamel.yaml
 
-from controllers import embedded, git_source, local
+from controllers import embedded, git_source, local, reconciling
 from nebula import changes, errors, manifests, settings
 from nebula.resources import ResourceKey
 from nebula.resources.git_source import GitSource
@@ -118,16 +119,22 @@ class SyncCommand:
             if not args.once:
                 return _keep_syncing(state)
             ready = True
+            kind = git_source.GitSourceKind(local.services(state))
+            sink = embedded.StoreSink(state.store)
             for stored in sources:
-                step = local.git_source_controller(state).reconcile(stored, attempt=1)
-                if step.status is not None:
-                    state.store.write_status(stored.key, step.status)
-                ready = _report(stored.key, step) and ready
+                runner = reconciling.Runner(kind, stored.key, sink=sink, clock=_utcnow)
+                runner.run(embedded.resource_of(stored), stored.status, uid=None)
+                after = state.store.get(stored.key)
+                ready = _report(stored.key, after.status if after else None) and ready
             return 0 if ready else 1
 
 
-def _report(key: ResourceKey, step: embedded.Step) -> bool:
-    conditions = (step.status or {}).get("conditions", [])
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _report(key: ResourceKey, status: Mapping[str, Any] | None) -> bool:
+    conditions = (status or {}).get("conditions", [])
     found = next((c for c in conditions if c["type"] == "Ready"), None)
     if found is None:
         _out.print(f"{key}: no status", markup=False)

@@ -1,78 +1,46 @@
-"""The embedded runtime: every reconciler in-process, over the PostgreSQL store (``nebula up``).
+"""The embedded runtime: every kind's reconciler in-process, over the PostgreSQL store.
 
-The counterpart of the kopf wiring in ``handlers.py``, for a machine without a cluster. Each
-object a controller handles gets one loop (like a kopf daemon): reconcile, write the status,
-then wait for the retry delay, a change of the object's spec (LISTEN/NOTIFY), or a request
-(:meth:`EmbeddedRuntime.request`, the webhook's trigger). Transient failures back off through
-the reconciler's own delays. Blocking work runs in threads; the loop never blocks.
+The counterpart of the kopf wiring in ``handlers.py``, for a machine without a cluster (``nebula
+up``, ``nebula sync``). It runs the kinds of ``kinds.py``; each object gets one loop (like a kopf
+daemon) that makes a :class:`~controllers.reconciling.Runner` pass, then waits for the delay the
+pass returned, a change of the object's spec (a NOTIFY on the resources channel), a message on
+one of its kind's channels, or a request (:meth:`EmbeddedRuntime.request`, the webhook's
+trigger). Notifications come through the process's one :class:`~nebula.db.Listener`; after it
+lost and regained PostgreSQL, every object is looked at again and the store listed again.
+
+No loop ends on a failure: the store not answering backs off and tries again, the reconciler's
+failures back off in the runner. :meth:`EmbeddedRuntime.problems` says what keeps it from
+running as it should (for ``/healthz``). Blocking work runs in threads; the loop never blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime
 import logging
-import pathlib
-import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
-from controllers import bot_config, git_source, nebula_node, outcomes
-from nebula import bot_reports, errors, heartbeats
-from nebula.changes import ChangeStore
+from controllers import outcomes, reconciling
+from nebula import db, errors
 from nebula.resources import ResourceKey
-from nebula.resources.bot_config import BotConfig, BotConfigStatus
-from nebula.resources.git_source import GitSource, GitSourceStatus
-from nebula.resources.nebula_node import NebulaNode, NebulaNodeStatus
-from nebula.secrets import Secrets
-from nebula.sources import Mirror
 from nebula.store import PostgresStore, StoredObject, postgres
-from nebula.sync import FileCache, History
 
-__all__ = [
-    "BotConfigController",
-    "Controller",
-    "EmbeddedRuntime",
-    "GitSourceController",
-    "NebulaNodeController",
-    "Step",
-    "resource_of",
-]
+__all__ = ["NOT_LISTENING", "STORE_DOWN", "EmbeddedRuntime", "StoreSink", "resource_of"]
 
 log = logging.getLogger("nebula.embedded")
 Clock = Callable[[], datetime.datetime]
+Kinds = Mapping[str, reconciling.Kind[Any, Any, Any]]
+
+NOT_LISTENING = "not listening for changes: PostgreSQL does not answer"
+"""A problem: changes and heartbeats are only seen at each object's next look meanwhile."""
+STORE_DOWN = "the store does not answer: reconciling is paused"
+"""A problem: no object is looked at until the store answers again."""
 
 
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-@dataclasses.dataclass(frozen=True)
-class Step:
-    """What one reconcile of one object decided."""
-
-    status: Mapping[str, Any] | None  # None: leave the status as it is
-    retry_after: float | None  # seconds; None: only when the object changes
-    transient: bool = False
-    event: outcomes.Event | None = None
-
-
-class Controller(Protocol):
-    """One kind's reconciler as the embedded runtime runs it (blocking; called in a thread)."""
-
-    kind: str
-    channels: tuple[str, ...]
-    """NOTIFY channels whose messages wake every object of the kind (e.g. heartbeats)."""
-
-    def reconcile(self, stored: StoredObject, *, attempt: int) -> Step:
-        """Reconciles one object; ``attempt`` counts consecutive transient failures."""
-        ...
-
-    def deleted(self, key: ResourceKey) -> None:
-        """The object is gone: clean up after it (e.g. prune what a GitSource applied)."""
-        ...
 
 
 def resource_of(stored: StoredObject) -> dict[str, Any]:
@@ -82,191 +50,143 @@ def resource_of(stored: StoredObject) -> dict[str, Any]:
     return document
 
 
-class GitSourceController:
-    """Syncs GitSources; keeps one mirror and one file cache per source."""
+class StoreSink:
+    """Statuses into the PostgreSQL store; events into the log (the pages show the status)."""
 
-    kind = "GitSource"
-    # A change request moved (merged, most likely): look at the sources now, not at the next
-    # interval, whichever process merged it.
-    channels: tuple[str, ...] = ("nebula_changes",)
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    def write_status(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
+        """Replaces the stored status; ResourceNotFound when the object is gone."""
+        self._store.write_status(key, status)
+
+    def event(self, key: ResourceKey, event: outcomes.Event, *, uid: str | None) -> None:
+        """One log line: the object, the reason, the message; Warning events as warnings."""
+        level = logging.INFO if event.type == "Normal" else logging.WARNING
+        log.log(level, "%s %s: %s", key, event.reason, event.message)
+
+
+class EmbeddedRuntime:
+    """Runs the kinds over the PostgreSQL store until stopped; implements ``SyncTrigger``."""
 
     def __init__(
         self,
         *,
         store: PostgresStore,
-        runs: History,
-        secrets: Secrets,
-        state_dir: pathlib.Path,
-        changes: ChangeStore | None = None,
+        listener: db.Listener,
+        kinds: Kinds,
         clock: Clock = _utcnow,
     ) -> None:
-        self._store, self._runs, self._secrets, self._clock = store, runs, secrets, clock
-        self._changes = changes
-        self._state_dir = state_dir
-        self._caches: dict[ResourceKey, FileCache] = {}
-        self._known: dict[ResourceKey, GitSource] = {}  # the last spec seen, for deleted()
-
-    def reconcile(self, stored: StoredObject, *, attempt: int) -> Step:
-        """Syncs one GitSource and returns its status and next run."""
-        source = GitSource.model_validate(resource_of(stored))
-        self._known[stored.key] = source
-        previous = GitSourceStatus.model_validate(stored.status) if stored.status else None
-        key = stored.key
-        outcome = git_source.reconcile(
-            source,
-            mirror=Mirror(self._state_dir / "mirrors" / str(key.namespace) / f"{key.name}.git"),
-            cache=self._caches.setdefault(key, FileCache()),
-            store=self._store,
-            runs=self._runs,
-            secrets=self._secrets,
-            changes=self._changes,
-            now=self._clock(),
-            previous=previous,
-            attempt=attempt,
-        )
-        status = outcome.status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        return Step(status, outcome.retry_after, outcome.transient, outcome.event)
-
-    def deleted(self, key: ResourceKey) -> None:
-        """Prunes what the deleted GitSource applied (unless its spec said ``prune: false``)."""
-        self._caches.pop(key, None)
-        source = self._known.pop(key, None)
-        if source is not None:
-            pruned = git_source.forget(source, store=self._store, runs=self._runs)
-            log.info("%s was deleted; %d objects it applied were pruned", key, pruned)
-
-
-class NebulaNodeController:
-    """Compares each NebulaNode with its agent's latest heartbeat; woken by every heartbeat."""
-
-    kind = "NebulaNode"
-    channels: tuple[str, ...] = (heartbeats.CHANNEL,)
-
-    def __init__(self, *, beats: heartbeats.HeartbeatStore, clock: Clock = _utcnow) -> None:
-        self._beats, self._clock = beats, clock
-
-    def reconcile(self, stored: StoredObject, *, attempt: int) -> Step:
-        """The node's status from the heartbeat that matches it."""
-        node = NebulaNode.model_validate(resource_of(stored))
-        previous = NebulaNodeStatus.model_validate(stored.status) if stored.status else None
-        outcome = nebula_node.reconcile(
-            node,
-            heartbeat=heartbeats.match(node, self._beats.all()),
-            now=self._clock(),
-            previous=previous,
-        )
-        status = outcome.status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        return Step(status, outcome.retry_after)
-
-    def deleted(self, key: ResourceKey) -> None:
-        """Nothing to clean up: the heartbeats stay, a node declared again matches them."""
-
-
-class BotConfigController:
-    """Compares each BotConfig with what its running bots reported; woken by every report."""
-
-    kind = "BotConfig"
-    channels: tuple[str, ...] = (bot_reports.CHANNEL,)
-
-    def __init__(self, *, reports: bot_reports.BotReportStore, clock: Clock = _utcnow) -> None:
-        self._reports, self._clock = reports, clock
-
-    def reconcile(self, stored: StoredObject, *, attempt: int) -> Step:
-        """The BotConfig's status from its bots' latest reports; only a report or a change of
-        the BotConfig makes it look again."""
-        config = BotConfig.model_validate(resource_of(stored))
-        previous = BotConfigStatus.model_validate(stored.status) if stored.status else None
-        outcome = bot_config.reconcile(
-            config, reports=self._reports.of(stored.key), now=self._clock(), previous=previous
-        )
-        status = outcome.status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        return Step(status, None, event=outcome.event)
-
-    def deleted(self, key: ResourceKey) -> None:
-        """Nothing to clean up: the bots keep what they run until given another BotConfig."""
-
-
-class EmbeddedRuntime:
-    """Runs controllers over the PostgreSQL store until stopped; implements ``SyncTrigger``."""
-
-    def __init__(
-        self, *, conninfo: str, store: PostgresStore, controllers: list[Controller]
-    ) -> None:
-        self._conninfo = conninfo
-        self._store = store
-        self._controllers = {controller.kind: controller for controller in controllers}
+        self._store, self._listener, self._kinds, self._clock = store, listener, kinds, clock
+        self._sink = StoreSink(store)
         self._loops: dict[ResourceKey, asyncio.Task[None]] = {}
         self._wake: dict[ResourceKey, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Event()
-        self.reconciles = 0  # how many reconciles ran (for the status page and tests)
+        self._relist = asyncio.Event()
+        self._store_down = False  # the last store call of any loop failed
+        self.reconciles = 0  # passes made (for tests and benchmarks)
 
     async def wait_ready(self) -> None:
-        """Returns once every existing object has its loop and notifications are listened to."""
+        """Returns once every stored object has its loop (the store answered once)."""
         await self._ready.wait()
+
+    def problems(self) -> list[str]:
+        """What keeps the runtime from reconciling as it should, for people; empty: nothing."""
+        found = []
+        if self._loop is not None and not self._listener.listening:
+            found.append(NOT_LISTENING)
+        if self._store_down:
+            found.append(STORE_DOWN)
+        return found
 
     def request(self, source: ResourceKey) -> None:
         """Wakes an object's loop now (thread-safe): the webhook's and the CLI's trigger."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._touch, source)
+        self._call_soon(self._touch, source)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reconciles until ``stop`` is set, then ends every loop and returns; never raises
+        for the store or PostgreSQL not answering (it waits for them)."""
+        self._loop = asyncio.get_running_loop()
+        channels = {channel for kind in self._kinds.values() for channel in kind.wakes_on}
+        unsubscribe = self._listener.subscribe([postgres.CHANNEL, *channels], self._heard)
+        self._listener.start()
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            # Listening first, so no change made while the store is listed goes unseen; not
+            # for ever: without PostgreSQL the lists below wait for it anyway.
+            await asyncio.to_thread(self._listener.wait_listening, 10.0)
+            while not stop.is_set():
+                await self._discover(stop)
+                self._ready.set()
+                self._relist.clear()
+                relisting = asyncio.ensure_future(self._relist.wait())
+                await asyncio.wait({stopping, relisting}, return_when=asyncio.FIRST_COMPLETED)
+                relisting.cancel()
+        finally:
+            unsubscribe()
+            stopping.cancel()
+            for task in self._loops.values():
+                task.cancel()
+            await asyncio.gather(*self._loops.values(), return_exceptions=True)
+            self._loops.clear()
+
+    async def _discover(self, stop: asyncio.Event) -> None:
+        """Starts a loop for every stored object of every kind; waits while the store is down."""
+        attempt = 1
+        while not stop.is_set():
+            try:
+                for kind in self._kinds:
+                    for stored in await asyncio.to_thread(self._store.list, kind):
+                        self._start(stored.key)
+                self._store_down = False
+                return
+            # The store is down (or failed unexpectedly): nothing can be reconciled until it
+            # answers; try again.
+            except Exception as error:
+                self._store_down = True
+                delay = reconciling.retry_delay(attempt, first=1.0, cap=30.0)
+                log.warning("listing the store failed, trying again in %.0fs: %s", delay, error)
+                attempt += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    # --- Notifications (called on the listener's thread) ---------------------------------
+
+    def _heard(self, message: db.Message | db.Missed) -> None:
+        if isinstance(message, db.Missed):
+            self._call_soon(self._missed)
+        elif message.channel == postgres.CHANNEL:
+            change = postgres.parse_notification(message.payload)
+            # A status write is the runtime's own doing: it must not wake the loop again.
+            if change.spec:
+                self._call_soon(self._touch, change.key)
+        else:
+            for kind, found in self._kinds.items():
+                if message.channel in found.wakes_on:
+                    self._call_soon(self._touch_kind, kind)
+
+    def _call_soon(self, callback: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        # The loop is closed (the runtime stopped before the listener): nobody to wake.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(callback, *args)
+
+    # --- On the event loop ---------------------------------------------------------------
+
+    def _missed(self) -> None:
+        """PostgreSQL came back: look at everything again, and list what was made meanwhile."""
+        for wake in self._wake.values():
+            wake.set()
+        self._relist.set()
 
     def _touch(self, key: ResourceKey) -> None:
         if key in self._wake:
             self._wake[key].set()
-        elif key.kind in self._controllers:
+        else:
             self._start(key)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Reconciles until ``stop`` is set, then cancels every loop and returns."""
-        self._loop = asyncio.get_running_loop()
-        listening = threading.Event()
-        stopping = threading.Event()
-        listener = asyncio.create_task(
-            asyncio.to_thread(self._listen, listening, stopping), name="nebula-listen"
-        )
-        # Every exit from here on, a failed start included, stops the listener's thread: the
-        # process cannot end while it runs.
-        try:
-            await asyncio.to_thread(listening.wait)
-            if listener.done():
-                listener.result()  # raises why it could not listen
-                raise errors.StoreUnavailable("the notification listener ended before it listened")
-            for kind in self._controllers:
-                for stored in await asyncio.to_thread(self._store.list, kind):
-                    self._start(stored.key)
-            self._ready.set()
-            await stop.wait()
-        finally:
-            stopping.set()
-            for task in self._loops.values():
-                task.cancel()
-            await asyncio.gather(*self._loops.values(), listener, return_exceptions=True)
-            self._loops.clear()
-
-    def _listen(self, listening: threading.Event, stopping: threading.Event) -> None:
-        """Turns NOTIFY messages into wake-ups; runs in its own thread and connection."""
-        waking: dict[str, list[str]] = {}
-        for controller in self._controllers.values():
-            for channel in controller.channels:
-                waking.setdefault(channel, []).append(controller.kind)
-        changes = postgres.listen(self._conninfo, timeout=0.5, channels=list(waking))
-        try:
-            for change in changes:
-                listening.set()
-                if stopping.is_set():
-                    return
-                if change is None or self._loop is None:
-                    continue
-                if isinstance(change, postgres.Signal):
-                    for kind in waking.get(change.channel, ()):
-                        self._loop.call_soon_threadsafe(self._touch_kind, kind)
-                # A status write is the runtime's own doing: it must not wake the loop again.
-                elif change.spec:
-                    self._loop.call_soon_threadsafe(self._touch, change.key)
-        finally:
-            # Also when it could not connect at all: whoever waits for it to listen wakes up.
-            listening.set()
-            changes.close()
 
     def _touch_kind(self, kind: str) -> None:
         for key, wake in self._wake.items():
@@ -274,57 +194,72 @@ class EmbeddedRuntime:
                 wake.set()
 
     def _start(self, key: ResourceKey) -> None:
-        if key.kind not in self._controllers or key in self._loops:
+        if key.kind not in self._kinds or key in self._loops:
             return
         self._wake[key] = asyncio.Event()
         self._loops[key] = asyncio.create_task(self._object_loop(key), name=f"nebula-{key}")
 
     async def _object_loop(self, key: ResourceKey) -> None:
-        controller = self._controllers[key.kind]
+        kind = self._kinds[key.kind]
+        runner = reconciling.Runner(kind, key, sink=self._sink, clock=self._clock, log=log)
         wake = self._wake[key]
-        attempt = 1
+        last: Any = None  # the object as last parsed: what a deletion cleans up after
+        attempt = 1  # consecutive failures to read the object
+        delay: float | None
         try:
             while True:
                 wake.clear()
-                stored = await asyncio.to_thread(self._store.get, key)
+                try:
+                    stored = await asyncio.to_thread(self._store.get, key)
+                # The store is down (or failed unexpectedly): this object waits for it, like
+                # every other one; nothing ends the loop but the object's deletion.
+                except Exception as error:
+                    self._store_down = isinstance(error, errors.TransientError)
+                    delay = reconciling.retry_delay(attempt, first=1.0, cap=30.0)
+                    log.warning("%s: the store did not answer, retrying: %s", key, error)
+                    attempt += 1
+                    await self._wait(wake, delay)
+                    continue
+                self._store_down, attempt = False, 1
                 if stored is None:
-                    await self._deleted(controller, key)
-                    return  # deleted: its loop ends with it
-                step = await self._reconcile(controller, stored, attempt)
-                attempt = attempt + 1 if step.transient else 1
-                await self._wait(wake, step.retry_after)
+                    if await self._deleted(kind, key, last, wake):
+                        return  # deleted and cleaned up after: its loop ends with it
+                    continue
+                document = resource_of(stored)
+                parsed = runner.parse(document)
+                last = parsed if not isinstance(parsed, str) else last
+                delay = await asyncio.to_thread(runner.run, document, stored.status, uid=None)
+                self.reconciles += 1
+                await self._wait(wake, delay)
         finally:
             self._loops.pop(key, None)
             self._wake.pop(key, None)
 
-    @staticmethod
-    async def _deleted(controller: Controller, key: ResourceKey) -> None:
+    async def _deleted(
+        self,
+        kind: reconciling.Kind[Any, Any, Any],
+        key: ResourceKey,
+        last: Any,
+        wake: asyncio.Event,
+    ) -> bool:
+        """Cleans up after a deleted object; False when it must be tried again (the store or
+        the history did not answer), after a pause."""
+        if last is None or not kind.finalizes:
+            return True
         try:
-            await asyncio.to_thread(controller.deleted, key)
-        # The store is down: what the object left behind stays (the embedded store has no
-        # finalizers to try again with); the log says so.
+            await asyncio.to_thread(kind.deleted, last)
+        # The store or the history is down: try again while this process still knows the spec.
+        except errors.TransientError as error:
+            log.warning("cleaning up after the deleted %s failed, retrying: %s", key, error)
+            await self._wait(wake, reconciling.FIRST_RETRY)
+            return False
+        # Anything else will not pass by retrying: what the object left behind stays.
         except Exception:
             log.exception("cleaning up after the deleted %s failed", key)
-
-    async def _reconcile(self, controller: Controller, stored: StoredObject, attempt: int) -> Step:
-        try:
-            step = await asyncio.to_thread(controller.reconcile, stored, attempt=attempt)
-        # Unknown failures count as transient, with the same doubling delay as the reconciler.
-        except Exception:
-            log.exception("reconciling %s failed", stored.key)
-            return Step(None, min(300.0, 5.0 * 2 ** (attempt - 1)), transient=True)
-        self.reconciles += 1
-        if step.status is not None and step.status != stored.status:
-            # Deleted while it was being reconciled: nothing left to report on.
-            with contextlib.suppress(errors.ResourceNotFound):
-                await asyncio.to_thread(self._store.write_status, stored.key, step.status)
-        if step.event is not None:
-            level = logging.INFO if step.event.type == "Normal" else logging.WARNING
-            log.log(level, "%s %s: %s", stored.key, step.event.reason, step.event.message)
-        return step
+        return True
 
     @staticmethod
     async def _wait(wake: asyncio.Event, delay: float | None) -> None:
-        # When the delay passes without a change or a request, it is time to reconcile again.
+        # When the delay passes without a change or a request, it is time to look again.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=delay)

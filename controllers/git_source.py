@@ -1,28 +1,29 @@
 """The GitSource reconciler: sync the source, then say how it went (status, history, event).
 
-Called by both runtimes: the kopf handlers (``handlers.py``) and the embedded runtime
-(``embedded.py``). It reads top to bottom like the process: credentials → lock → fetch, load,
-validate, plan, apply, prune (``nebula.sync``) → status. Each failing step has its own reason
-(``FetchFailed``, ``ValidationFailed``, ``ApplyFailed``) so Ready says which step broke; one
-finishing function builds the status on every path. It writes nothing itself except the sync
-history; the runtime writes the returned status and emits the returned event.
+Run by both runtimes through :class:`GitSourceKind` (listed in ``kinds.py``). It reads top to
+bottom like the process: credentials → lock → fetch, load, validate, plan, apply, prune
+(``nebula.sync``) → status. Each failing step has its own reason (``FetchFailed``,
+``ValidationFailed``, ``ApplyFailed``) so Ready says which step broke; one finishing function
+builds the status on every path. It writes nothing itself except the sync history; the
+runtime writes the returned status and emits the returned event.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
+import logging
+import pathlib
 
-from controllers import outcomes
+from controllers import outcomes, reconciling
 from nebula import errors
 from nebula.changes import requests, service
-from nebula.resources import conditions, fields
+from nebula.resources import ResourceKey, conditions, fields
 from nebula.resources.git_source import GitSource, GitSourceStatus
 from nebula.secrets import Secrets
 from nebula.sources import fetching
 from nebula.store import base
-from nebula.sync import history, syncing
+from nebula.sync import history, syncing, triggers
 
 __all__ = [
     "APPLIED",
@@ -30,11 +31,11 @@ __all__ = [
     "FETCH_FAILED",
     "SUSPENDED",
     "VALIDATION_FAILED",
-    "Outcome",
+    "GitSourceKind",
     "credentials",
     "forget",
+    "mirror",
     "reconcile",
-    "retry_delay",
 ]
 
 # Condition reasons, shared by status, events, logs and tests.
@@ -48,14 +49,8 @@ MAX_ERRORS_SHOWN = 5
 """How many manifest errors the Ready message lists (the history keeps them all)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """What a reconcile decided: the status to write, when to run again, what to tell."""
-
-    status: GitSourceStatus
-    retry_after: float  # seconds until the next sync
-    event: outcomes.Event | None = None
-    transient: bool = False  # failed in a way the same input may not fail again
+Result = reconciling.Result[GitSourceStatus]
+log = logging.getLogger("nebula.git_source")
 
 
 def forget(source: GitSource, *, store: base.ResourceStore, runs: history.History) -> int:
@@ -79,13 +74,9 @@ def forget(source: GitSource, *, store: base.ResourceStore, runs: history.Histor
     return len(applied)
 
 
-def retry_delay(source: GitSource, attempt: int) -> float:
-    """Seconds before retrying after ``attempt`` consecutive transient failures.
-
-    Doubles from 5 s and never waits longer than the source's interval.
-    """
-    interval = fields.parse_duration(source.spec.interval).total_seconds()
-    return float(min(interval, 5 * 2 ** max(attempt - 1, 0)))
+def mirror(state_dir: pathlib.Path, key: ResourceKey) -> fetching.Mirror:
+    """Where a runtime keeps the git mirror of the GitSource ``key`` under its state folder."""
+    return fetching.Mirror(state_dir / "mirrors" / (key.namespace or "default") / f"{key.name}.git")
 
 
 def credentials(source: GitSource, secrets: Secrets) -> fetching.Credentials | None:
@@ -128,11 +119,9 @@ def reconcile(
     # Context.
     now: datetime.datetime,
     previous: GitSourceStatus | None,
-    attempt: int = 1,
-) -> Outcome:
+) -> Result:
     """Syncs the source once and returns the status, the next run and the event.
 
-    ``attempt`` counts consecutive transient failures including this try (1 on a first try);
     ``previous`` is the status as stored, whose applied revision a failure keeps.
     """
     status = previous or GitSourceStatus()
@@ -144,7 +133,7 @@ def reconcile(
         status = _conditions(
             status, now, generation, ready=("Unknown", SUSPENDED, "suspended by spec.suspend")
         )
-        return Outcome(status, interval)
+        return Result(status, interval)
 
     # The lock keeps two syncs of this source apart, across threads, processes and replicas.
     # The database holding it may be down: then nothing is synced or recorded; retry soon.
@@ -161,7 +150,7 @@ def reconcile(
             except errors.PermanentError as error:
                 runs.record(name, started=started, result="failed", error=str(error))
                 reason = FETCH_FAILED if isinstance(error, errors.SourceRejected) else APPLY_FAILED
-                return _failed(source, status, now, reason, str(error), attempt, transient=False)
+                return _failed(source, status, now, reason, str(error), transient=False)
             revision = result.revision
             # Merged change requests that the store now holds are applied.
             if changes is not None and result.result != "failed":
@@ -172,7 +161,7 @@ def reconcile(
             settled = ready is not None and ready.status == "True"
             known = status.last_applied_revision == revision.commit
             if result.result == "unchanged" and settled and known:
-                return Outcome(status, interval)
+                return Result(status, interval)
             runs.record(
                 name,
                 started=started,
@@ -188,7 +177,7 @@ def reconcile(
         reason = FETCH_FAILED if isinstance(error, errors.SourceUnavailable) else APPLY_FAILED
         with contextlib.suppress(errors.TransientError):
             runs.record(name, started=now, result="failed", error=str(error))
-        return _failed(source, status, now, reason, str(error), attempt, transient=True)
+        return _failed(source, status, now, reason, str(error), transient=True)
 
     # Invalid manifests: nothing was applied, the last applied revision stays, and the
     # message names the files and lines to fix.
@@ -203,7 +192,7 @@ def reconcile(
         more = len(result.errors) - len(shown)
         message = f"revision {revision.short} is invalid, nothing applied: " + "; ".join(shown)
         message += f" (and {more} more)" if more else ""
-        return _failed(source, status, now, VALIDATION_FAILED, message, attempt, transient=False)
+        return _failed(source, status, now, VALIDATION_FAILED, message, transient=False)
 
     # Applied (or nothing to apply): Ready, with what changed.
     counts = result.counts
@@ -219,9 +208,9 @@ def reconcile(
     )
     status = _conditions(status, now, generation, ready=("True", APPLIED, message))
     if result.result != "applied":
-        return Outcome(status, interval)
+        return Result(status, interval)
     event = outcomes.Event("Normal", APPLIED, f"{message} ({revision.message})")
-    return Outcome(status, interval, event)
+    return Result(status, interval, (event,))
 
 
 def _failed(
@@ -230,11 +219,11 @@ def _failed(
     now: datetime.datetime,
     reason: str,
     message: str,
-    attempt: int,
     *,
     transient: bool,
-) -> Outcome:
-    """The status and retry of a failed sync; the last applied revision stays as it was."""
+) -> Result:
+    """The status of a failed sync (transient: the runner backs off); the last applied
+    revision stays as it was."""
     status = status.model_copy(update={"last_sync_time": now, "last_sync_result": "Failed"})
     generation = source.metadata.generation
     status = _conditions(
@@ -247,8 +236,8 @@ def _failed(
         reconciling=(PROGRESSING, "retrying: " + message) if transient else None,
     )
     interval = fields.parse_duration(source.spec.interval).total_seconds()
-    delay = retry_delay(source, attempt) if transient else interval
-    return Outcome(status, delay, outcomes.Event("Warning", reason, message), transient=transient)
+    event = outcomes.Event("Warning", reason, message)
+    return Result(status, interval, (event,), transient=transient)
 
 
 def _conditions(
@@ -278,3 +267,57 @@ def _conditions(
     if generation is not None:
         update["observed_generation"] = generation
     return status.model_copy(update=update)
+
+
+class GitSourceKind(reconciling.Kind[GitSource, GitSourceStatus, None]):
+    """GitSources as the runtimes run them: one mirror and one file cache per source."""
+
+    model = GitSource
+    status_model = GitSourceStatus
+    # A change request moved (merged, most likely): look at the sources now, not at the next
+    # interval, whichever process merged it.
+    wakes_on = (requests.CHANNEL,)
+    # Deleted, it prunes what it applied before it goes.
+    finalizes = True
+
+    def __init__(self, services: reconciling.Services) -> None:
+        self._services = services
+        self._caches: dict[ResourceKey, syncing.FileCache] = {}
+
+    def reconcile(
+        self,
+        resource: GitSource,
+        observed: None,
+        *,
+        previous: GitSourceStatus | None,
+        now: datetime.datetime,
+        attempt: int,
+    ) -> Result:
+        """Syncs the source; the sync request it served (``requested-at``) goes in its status."""
+        found = self._services
+        result = reconcile(
+            resource,
+            mirror=mirror(found.state_dir, resource.key),
+            cache=self._caches.setdefault(resource.key, syncing.FileCache()),
+            store=found.store,
+            runs=found.runs,
+            secrets=found.secrets,
+            changes=found.changes,
+            now=now,
+            previous=previous,
+        )
+        requested = resource.metadata.annotations.get(triggers.REQUESTED_AT)
+        if requested is None:
+            return result
+        status = result.status.model_copy(update={"requested_at": requested})
+        return reconciling.Result(status, result.retry_after, result.events, result.transient)
+
+    def retry_cap(self, resource: GitSource) -> float:
+        """Never longer than the source's interval: a retry is at most one poll away."""
+        return fields.parse_duration(resource.spec.interval).total_seconds()
+
+    def deleted(self, resource: GitSource) -> None:
+        """Prunes what the deleted source applied (unless its spec says ``prune: false``)."""
+        self._caches.pop(resource.key, None)
+        pruned = forget(resource, store=self._services.store, runs=self._services.runs)
+        log.info("%s was deleted; %d objects it applied were pruned", resource.key, pruned)

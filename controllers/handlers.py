@@ -1,20 +1,14 @@
 """The kopf operator: everything it reacts to, on one screen; the only module that imports kopf.
 
 Run by ``nebula operator`` (:data:`OPERATOR`, a ``nebula.commands`` entry point) on k3s, and
-in-process by the tests against kmock's emulator. Each object gets a daemon (on creation, on
-operator start, after a change) that does its work in a worker thread, then sleeps until the
-retry delay passes or something wakes it:
-
-- a **GitSource** is synced (:class:`controllers.operator.GitSourceSyncer`); a change of its
-  spec, or of the ``nebula.dev/requested-at`` annotation a webhook sets, wakes it; deleted, it
-  prunes what it applied before kopf's finalizer lets it go (:func:`forget_git_source`);
-- a **NebulaNode** is compared with its agent's latest heartbeat, and its k3s ``Node`` labelled
-  (:class:`controllers.operator.NodeReporter`); a change of its spec wakes it, and so does every
-  heartbeat, through the operator's one LISTEN (:class:`controllers.operator.HeartbeatListener`,
-  started before any daemon and stopped at the end);
-- a **BotConfig** is compared with what its running bots reported
-  (:class:`controllers.operator.BotConfigReporter`); a change of its spec wakes it, and so does
-  every bot report, through a second such LISTEN on the bot-report channel.
+in-process by the tests against kmock's emulator. Every kind of ``kinds.py`` gets the same
+wiring: each object a daemon (on creation, on operator start, after a change) that makes a
+:class:`~controllers.reconciling.Runner` pass in a worker thread, then sleeps until the delay
+the pass returned, a change of its spec or of the ``nebula.dev/requested-at`` annotation a
+webhook sets, or a message on its kind's channels (heartbeats for NebulaNodes, bot reports for
+BotConfigs, change requests for GitSources) through the operator's one LISTEN, started before
+any daemon and stopped at the end. A kind that ``finalizes`` (a GitSource prunes what it
+applied) keeps its objects behind kopf's finalizer until its cleanup succeeded.
 
 The status is written through the store, never returned to kopf: the API server prunes
 ``status.<handler>``, which the CRD does not declare. What the handlers share travels in kopf's
@@ -34,9 +28,9 @@ from typing import Any
 
 import kopf
 
-from controllers import operator
+from controllers import kinds, operator
 from nebula import db, errors, settings
-from nebula.resources import GROUP, VERSION, BotConfig, GitSource, NebulaNode, ResourceKey
+from nebula.resources import GROUP, VERSION, ResourceKey
 from nebula.store import kubernetes as kubernetes_store
 
 __all__ = [
@@ -46,14 +40,12 @@ __all__ = [
     "OperatorCommand",
     "changed_since_sync",
     "configure",
-    "forget_git_source",
-    "listen_for_heartbeats",
+    "finalize",
+    "listen",
     "login",
+    "reconcile",
     "registry",
-    "report_bot_config",
-    "report_nebula_node",
     "stop_listening",
-    "sync_git_source",
     "wake_daemon",
 ]
 
@@ -63,10 +55,6 @@ PREFIX = "operator.nebula.dev"
 Not ``nebula.dev``: kopf takes every annotation under its prefix for its own bookkeeping and
 leaves it out of change detection, and ``nebula.dev/requested-at`` is a change to react to.
 """
-
-_GIT_SOURCES = GitSource.info.plural
-_NEBULA_NODES = NebulaNode.info.plural
-_BOT_CONFIGS = BotConfig.info.plural
 
 
 @dataclasses.dataclass
@@ -82,19 +70,16 @@ def registry() -> kopf.OperatorRegistry:
     """A new registry with every handler of the operator (a fresh one per run, and per test)."""
     found = kopf.OperatorRegistry()
     kopf.on.startup(registry=found)(configure)
-    kopf.on.startup(registry=found)(listen_for_heartbeats)
+    kopf.on.startup(registry=found)(listen)
     kopf.on.cleanup(registry=found)(stop_listening)
     kopf.on.login(registry=found)(login)
-    daemons = (
-        (_GIT_SOURCES, sync_git_source),
-        (_NEBULA_NODES, report_nebula_node),
-        (_BOT_CONFIGS, report_bot_config),
-    )
-    for plural, daemon in daemons:
-        kopf.daemon(GROUP, VERSION, plural, registry=found, cancellation_timeout=10.0)(daemon)
+    for kind in kinds.KINDS:
+        plural = kind.model.info.plural
+        kopf.daemon(GROUP, VERSION, plural, registry=found, cancellation_timeout=10.0)(reconcile)
         kopf.on.event(GROUP, VERSION, plural, registry=found, when=changed_since_sync)(wake_daemon)
-    # With a finalizer: a deleted GitSource stays until what it applied is pruned.
-    kopf.on.delete(GROUP, VERSION, _GIT_SOURCES, registry=found)(forget_git_source)
+        # With a finalizer: a deleted object stays until its kind cleaned up after it.
+        if kind.finalizes:
+            kopf.on.delete(GROUP, VERSION, plural, registry=found)(finalize)
     return found
 
 
@@ -121,66 +106,48 @@ def login(memo: Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_via_client(**kwargs)
 
 
-async def listen_for_heartbeats(memo: Memo, logger: kopf.Logger, **_: Any) -> None:
-    """Starts the operator's LISTENs for heartbeats and bot reports, before any daemon runs."""
-    loop = asyncio.get_running_loop()
-    listeners = [
-        (memo.runtime.listener, "heartbeats", "NebulaNodes wait for their timers"),
-        (memo.runtime.report_listener, "bot reports", "BotConfigs wait for a change"),
-    ]
-    for listener, what, meanwhile in listeners:
-        if not await asyncio.to_thread(listener.start, loop):
-            logger.warning("not listening for %s yet: %s", what, meanwhile)
+async def listen(memo: Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Starts the operator's LISTEN, before any daemon runs; does not wait for PostgreSQL."""
+    memo.runtime.listener.start()
+    if not await asyncio.to_thread(memo.runtime.listener.wait_listening, 10.0):
+        logger.warning("not listening yet: objects wait for their next look meanwhile")
 
 
 async def stop_listening(memo: Memo, **_: Any) -> None:
     """Stops listening once the daemons are gone (``Runtime.close`` does it too)."""
-    await asyncio.to_thread(memo.runtime.listener.stop)
-    await asyncio.to_thread(memo.runtime.report_listener.stop)
+    await asyncio.to_thread(memo.runtime.listener.close)
 
 
-async def sync_git_source(
+async def reconcile(
     body: kopf.Body, memo: Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped, **_: Any
 ) -> None:
-    """Syncs one GitSource for as long as it exists (created, resumed, changed: all the same)."""
-    key = ResourceKey("GitSource", body.metadata.namespace, str(body.metadata.name))
-    syncer = operator.GitSourceSyncer(memo.runtime, key, logger=logger)
-    await _run(syncer.sync, body=body, memo=memo, wake=asyncio.Event(), stopped=stopped)
+    """Reconciles one object of any kind for as long as it exists (created, resumed, changed:
+    all the same); its kind's channels wake it."""
+    metadata = body.metadata
+    key = ResourceKey(str(body["kind"]), metadata.namespace, str(metadata.name))
+    runner = memo.runtime.runner(key, logger=logger)
+
+    def work(raw: Mapping[str, Any]) -> float | None:
+        document = kubernetes_store.resource_document(raw)
+        uid = (raw.get("metadata") or {}).get("uid")
+        return runner.run(document, raw.get("status"), uid=uid)
+
+    wake = asyncio.Event()
+    with memo.runtime.waking(key.kind, wake):
+        await _run(work, body=body, memo=memo, wake=wake, stopped=stopped)
 
 
-async def forget_git_source(body: kopf.Body, memo: Memo, logger: kopf.Logger, **_: Any) -> None:
-    """Prunes what a deleted GitSource applied (``spec.prune``); kopf retries until it can."""
+async def finalize(body: kopf.Body, memo: Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Cleans up after a deleted object (a GitSource prunes what it applied); kopf retries
+    until it can, keeping the object behind its finalizer meanwhile."""
     raw = copy.deepcopy(dict(body))
     try:
-        pruned = await asyncio.get_running_loop().run_in_executor(
-            memo.runtime.executor, operator.forget_git_source, memo.runtime, raw
+        await asyncio.get_running_loop().run_in_executor(
+            memo.runtime.executor, operator.forget, memo.runtime, raw
         )
-    # The API server or PostgreSQL did not answer: the finalizer holds the GitSource meanwhile.
+    # The API server or PostgreSQL did not answer: the finalizer holds the object meanwhile.
     except errors.TransientError as error:
-        raise kopf.TemporaryError(f"not pruned yet: {error}", delay=10) from error
-    logger.info("deleted: %d objects it applied were pruned", pruned)
-
-
-async def report_nebula_node(
-    body: kopf.Body, memo: Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped, **_: Any
-) -> None:
-    """Reports on one NebulaNode for as long as it exists; every heartbeat wakes it."""
-    key = ResourceKey("NebulaNode", None, str(body.metadata.name))
-    reporter = operator.NodeReporter(memo.runtime, key, logger=logger)
-    wake = asyncio.Event()
-    with memo.runtime.listener.waking(wake):
-        await _run(reporter.report, body=body, memo=memo, wake=wake, stopped=stopped)
-
-
-async def report_bot_config(
-    body: kopf.Body, memo: Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped, **_: Any
-) -> None:
-    """Reports on one BotConfig for as long as it exists; every bot report wakes it."""
-    key = ResourceKey("BotConfig", body.metadata.namespace, str(body.metadata.name))
-    reporter = operator.BotConfigReporter(memo.runtime, key, logger=logger)
-    wake = asyncio.Event()
-    with memo.runtime.report_listener.waking(wake):
-        await _run(reporter.report, body=body, memo=memo, wake=wake, stopped=stopped)
+        raise kopf.TemporaryError(f"not cleaned up yet: {error}", delay=error.delay) from error
 
 
 def changed_since_sync(body: kopf.Body, memo: Memo, **_: Any) -> bool:
@@ -232,8 +199,8 @@ class OperatorCommand:
 
     name = "operator"
     help = (
-        "run the Kubernetes operator: sync GitSources into nebula.dev resources, report on "
-        "NebulaNodes (labelling their k3s Nodes) and on BotConfigs"
+        "run the Kubernetes operator: sync GitSources into nebula.dev resources and reconcile "
+        "every kind that has a reconciler (NebulaNodes labelling their k3s Nodes, BotConfigs)"
     )
 
     def configure(self, parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from controllers import embedded, git_source
+from controllers import embedded, git_source, kinds, reconciling
 from nebula import auth, bot_reports, changes, db, errors, heartbeats, settings
 from nebula.resources import API_VERSION, ResourceKey
 from nebula.resources.git_source import GitSource
@@ -36,11 +36,11 @@ __all__ = [
     "agent_token",
     "bootstrap_source",
     "change_service",
-    "git_source_controller",
     "local_repository",
     "local_state",
     "running",
     "runtime",
+    "services",
     "serving",
     "stop_on_signals",
 ]
@@ -65,6 +65,7 @@ class LocalState:
     runs: History
     secrets: EnvironmentSecrets
     state_dir: pathlib.Path
+    listener: db.Listener  # the process's one LISTEN, started by whoever needs it first
 
 
 @contextlib.contextmanager
@@ -80,7 +81,11 @@ def local_state(config: settings.Settings, *, say: Say = lambda _: None) -> Iter
         if applied:
             say(f"applied {len(applied)} database migrations")
         store = stack.enter_context(PostgresStore(conninfo))
-        yield LocalState(conninfo, store, History(conninfo), EnvironmentSecrets(), state_dir)
+        listener = db.Listener(conninfo)
+        stack.callback(listener.close)
+        yield LocalState(
+            conninfo, store, History(conninfo), EnvironmentSecrets(), state_dir, listener
+        )
 
 
 def local_repository(state: LocalState) -> tuple[pathlib.Path, pathlib.Path]:
@@ -127,30 +132,27 @@ def bootstrap_source(
     return BOOTSTRAP
 
 
-def runtime(state: LocalState) -> embedded.EmbeddedRuntime:
-    """The embedded runtime with every kind's controller, over this machine's state.
-
-    The one list of what ``nebula up`` and ``nebula sync`` reconcile: a new kind's controller
-    is added here.
-    """
-    controllers: list[embedded.Controller] = [
-        git_source_controller(state),
-        embedded.NebulaNodeController(beats=heartbeats.HeartbeatStore(state.conninfo)),
-        embedded.BotConfigController(reports=bot_reports.BotReportStore(state.conninfo)),
-    ]
-    return embedded.EmbeddedRuntime(
-        conninfo=state.conninfo, store=state.store, controllers=controllers
-    )
-
-
-def git_source_controller(state: LocalState) -> embedded.GitSourceController:
-    """The GitSource controller over this machine's state (merged changes follow to applied)."""
-    return embedded.GitSourceController(
+def services(state: LocalState) -> reconciling.Services:
+    """What the kinds reach the world through on this machine (merged changes follow to
+    applied here: there is no other process to do it)."""
+    return reconciling.Services(
         store=state.store,
         runs=state.runs,
         secrets=state.secrets,
+        heartbeats=heartbeats.HeartbeatStore(state.conninfo),
+        reports=bot_reports.BotReportStore(state.conninfo),
         state_dir=state.state_dir,
         changes=changes.ChangeStore(state.conninfo),
+    )
+
+
+def runtime(
+    state: LocalState, *, only: tuple[kinds.Factory, ...] = kinds.KINDS
+) -> embedded.EmbeddedRuntime:
+    """The embedded runtime with every kind of ``kinds.py`` (or ``only`` those), over this
+    machine's state."""
+    return embedded.EmbeddedRuntime(
+        store=state.store, listener=state.listener, kinds=kinds.build(services(state), only)
     )
 
 

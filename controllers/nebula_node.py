@@ -1,10 +1,11 @@
 """The NebulaNode reconciler: a declared machine, compared with what its agent last reported.
 
-Called by both runtimes (the kopf daemons in ``handlers.py`` and the embedded runtime) with the
-node, its heartbeat (matched by name or address, see ``nebula.heartbeats.match``) and the time.
-It reads top to bottom: no heartbeat → stale heartbeat → the hardware as reported → how it
-compares with the declared expectations → the labels a Kubernetes Node gets. It writes nothing:
-the runtime writes the returned status and applies the returned labels.
+Run by both runtimes through :class:`NebulaNodeKind` (listed in ``kinds.py``; woken by every
+heartbeat) with the node, its heartbeat (matched by name or address, see
+``nebula.heartbeats.match``) and the time. :func:`reconcile` reads top to bottom: no heartbeat →
+stale heartbeat → the hardware as reported → how it compares with the declared expectations →
+the labels a Kubernetes Node gets; it writes nothing. On k3s the kind then makes the node's
+``Node`` carry those labels (:meth:`NebulaNodeKind.reconcile`); the runtime writes the status.
 
 Three conditions: ``Ready`` says the agent reports (within three of its own intervals);
 ``HardwareMatches`` compares the declared hardware with what was found; ``Degraded`` is what a
@@ -17,8 +18,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
+import logging
+from collections.abc import Mapping
 
-from nebula import hardware
+from controllers import outcomes, reconciling
+from nebula import errors, hardware, heartbeats
 from nebula.heartbeats import Heartbeat
 from nebula.resources import conditions, fields
 from nebula.resources.nebula_node import (
@@ -31,6 +35,7 @@ from nebula.resources.nebula_node import (
 
 __all__ = [
     "AGENT_PROBLEMS",
+    "DECLARED_LABELS",
     "DIFFERS",
     "HARDWARE_DIFFERS",
     "HARDWARE_MATCHES",
@@ -38,11 +43,15 @@ __all__ = [
     "LABEL_PREFIX",
     "MATCHES",
     "MISSED_HEARTBEATS",
+    "NODE_LABELLED",
+    "NODE_NOT_FOUND",
     "NO_HARDWARE",
     "NO_HEARTBEAT",
     "REPORTING",
+    "NebulaNodeKind",
     "NodeOutcome",
     "differences",
+    "label_patch",
     "node_labels",
     "reconcile",
 ]
@@ -62,6 +71,14 @@ AGENT_PROBLEMS = "AgentProblems"
 MISSED_HEARTBEATS = 3
 """A node is Ready while its last heartbeat is younger than this many intervals."""
 LABEL_PREFIX = "nebula.dev/"
+NODE_NOT_FOUND = "NodeNotFound"
+"""Event reason: a k3s NebulaNode has no Kubernetes Node of its name to label."""
+NODE_LABELLED = "NodeLabelled"
+"""Event reason: the labels of a NebulaNode's Kubernetes Node were changed."""
+DECLARED_LABELS = "nebula.dev/declared-labels"
+"""Node annotation: the keys of the labels set from ``spec.labels`` (comma-separated), so that
+one removed from the spec is removed from the Node, and no other."""
+log = logging.getLogger("nebula.nebula_node")
 _Verdict = tuple[conditions.ConditionStatus, str, str]  # a condition's status, reason, message
 _TIER_LABELS = {"cpu": "cpu", "<4Gi": "under-4Gi", "4-8Gi": "4-8Gi", "8Gi+": "8Gi-or-more"}
 
@@ -279,3 +296,102 @@ def _set(
     if generation is not None:
         update["observed_generation"] = generation
     return status.model_copy(update=update)
+
+
+class NebulaNodeKind(reconciling.Kind[NebulaNode, NebulaNodeStatus, Heartbeat]):
+    """NebulaNodes as the runtimes run them: compared with the heartbeat that matches them,
+    their k3s Node labelled where there is a cluster."""
+
+    model = NebulaNode
+    status_model = NebulaNodeStatus
+    wakes_on = (heartbeats.CHANNEL,)
+
+    def __init__(self, services: reconciling.Services) -> None:
+        self._beats = services.heartbeats
+        self._nodes = services.node_labels
+        self._missing: dict[str, str] = {}  # NebulaNode → the Node found missing (told once)
+
+    def observe(self, resource: NebulaNode) -> Heartbeat | None:
+        """The latest heartbeat that counts for the node (by name, else by address)."""
+        return heartbeats.match(resource, self._beats.all())
+
+    def reconcile(
+        self,
+        resource: NebulaNode,
+        observed: Heartbeat | None,
+        *,
+        previous: NebulaNodeStatus | None,
+        now: datetime.datetime,
+        attempt: int,
+    ) -> reconciling.Result[NebulaNodeStatus]:
+        """The node's status from its heartbeat; then, on k3s, its Node's labels."""
+        outcome = reconcile(resource, heartbeat=observed, now=now, previous=previous)
+        events: tuple[outcomes.Event, ...] = ()
+        # Only a k3s node whose hardware is known has labels; None leaves the Node alone.
+        if self._nodes is not None and outcome.labels is not None:
+            name = resource.spec.kubernetes_node_name or resource.metadata.name
+            events = self._label(resource.metadata.name, name, outcome)
+        return reconciling.Result(outcome.status, outcome.retry_after, events)
+
+    def _label(self, node: str, name: str, outcome: NodeOutcome) -> tuple[outcomes.Event, ...]:
+        """Makes the Node ``name`` carry exactly the outcome's labels among Nebula's; the
+        annotation :data:`DECLARED_LABELS` remembers which came from ``spec.labels``."""
+        assert self._nodes is not None and outcome.labels is not None
+        patch: dict[str, str | None] = {}
+        try:
+            found = self._nodes.read(name)
+            if found is not None:
+                before = frozenset(filter(None, found[1].get(DECLARED_LABELS, "").split(",")))
+                patch = label_patch(found[0], outcome.labels, declared_before=before)
+                noted = ",".join(sorted(outcome.declared)) or None
+                note = {DECLARED_LABELS: noted} if before != outcome.declared else {}
+                if patch or note:
+                    self._nodes.write(name, patch, annotations=note)
+        # Deleted between the read and the patch: the same as never there.
+        except errors.ResourceNotFound:
+            found = None
+        # RBAC forbids it, or the API server did not answer: the next look tries again.
+        except errors.NebulaError as failure:
+            log.warning("the labels of Node %s were not set: %s", name, failure)
+            return ()
+        if found is None:
+            # Told once per absence, not at every heartbeat; the machine itself is fine.
+            if self._missing.get(node) == name:
+                return ()
+            self._missing[node] = name
+            # A machine not joined to k3s yet, or a typo in kubernetesNodeName.
+            message = (
+                f"no Kubernetes Node {name!r} to label: join the machine to k3s, or set "
+                "spec.kubernetesNodeName to its Node's name (kubectl get nodes)"
+            )
+            return (outcomes.Event("Warning", NODE_NOT_FOUND, message),)
+        self._missing.pop(node, None)
+        if not patch:
+            return ()
+        changes = ", ".join(
+            f"{key}={value}" if value is not None else f"-{key}"
+            for key, value in sorted(patch.items())
+        )
+        return (outcomes.Event("Normal", NODE_LABELLED, f"Node {name} labelled: {changes}"),)
+
+
+def label_patch(
+    current: Mapping[str, str],
+    wanted: Mapping[str, str],
+    *,
+    declared_before: frozenset[str] = frozenset(),
+) -> dict[str, str | None]:
+    """The labels to change so that, among Nebula's own (``nebula.dev/gpu.*``,
+    ``nebula.dev/vram-tier``, and those ``spec.labels`` declared last time), a Node carries
+    exactly ``wanted``; None removes a label.
+
+    Empty when the Node is already right. Every other label is someone else's and left alone.
+    """
+    patch: dict[str, str | None] = {
+        key: value for key, value in wanted.items() if current.get(key) != value
+    }
+    for key in current:
+        ours = key.startswith(f"{LABEL_PREFIX}gpu.") or key == f"{LABEL_PREFIX}vram-tier"
+        if (ours or key in declared_before) and key not in wanted:
+            patch[key] = None
+    return patch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections.abc
 import os
 import pathlib
@@ -11,12 +12,51 @@ import subprocess
 import tempfile
 import time
 import uuid
+from typing import TypeVar
 
 import psycopg
 import psycopg.conninfo
 import psycopg.sql
 import pytest
 import redis
+
+from controllers import local, outcomes
+from nebula import db
+from nebula.resources import ResourceKey
+from nebula.secrets import EnvironmentSecrets
+from nebula.store import PostgresStore
+from nebula.sync import History
+
+T = TypeVar("T")
+
+WAIT = 60.0
+"""How long a test waits for something that must happen: generous, since a loaded 2-core
+machine is slow; only a hang ever uses all of it, and no test asserts how long it took."""
+
+
+def eventually(check: collections.abc.Callable[[], T | None], *, timeout: float = WAIT) -> T:
+    """The first truthy result of ``check``, tried every 50 ms; fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not so after {timeout} s")
+        time.sleep(0.05)
+
+
+async def aeventually(check: collections.abc.Callable[[], T | None], *, timeout: float = WAIT) -> T:
+    """:func:`eventually` on the event loop: ``check`` runs there, the loop goes on between."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if loop.time() > deadline:
+            raise AssertionError(f"still not so after {timeout} s")
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
@@ -156,3 +196,40 @@ def homelab_remote(git_remote: GitRemote) -> GitRemote:
     git_remote.copy(EXAMPLE_MANIFESTS, "manifests")
     git_remote.commit("The example homelab")
     return git_remote
+
+
+EmbeddedState = collections.abc.Callable[[str, PostgresStore], local.LocalState]
+
+
+@pytest.fixture
+def embedded_state(tmp_path: pathlib.Path) -> collections.abc.Iterator[EmbeddedState]:
+    """Makes what ``nebula up`` runs on over a test's database and store: no secrets in the
+    environment, git mirrors under the test's ``state/``, each LISTEN closed afterwards."""
+    listeners: list[db.Listener] = []
+
+    def make(conninfo: str, store: PostgresStore) -> local.LocalState:
+        listener = db.Listener(conninfo, poll=0.05, reconnect=0.1)
+        listeners.append(listener)
+        history, secrets = History(conninfo), EnvironmentSecrets({})
+        return local.LocalState(conninfo, store, history, secrets, tmp_path / "state", listener)
+
+    yield make
+    for listener in listeners:
+        listener.close()
+
+
+class RecordingSink:
+    """A runtime's sink that keeps what a runner wrote and told (``reconciling.Sink``): for
+    tests of a pass on its own, where no store or cluster is the point."""
+
+    def __init__(self) -> None:
+        self.statuses: list[tuple[ResourceKey, dict[str, object]]] = []
+        self.events: list[tuple[ResourceKey, outcomes.Event]] = []
+
+    def write_status(self, key: ResourceKey, status: collections.abc.Mapping[str, object]) -> None:
+        """Keeps the status."""
+        self.statuses.append((key, dict(status)))
+
+    def event(self, key: ResourceKey, event: outcomes.Event, *, uid: str | None) -> None:
+        """Keeps the event."""
+        self.events.append((key, event))

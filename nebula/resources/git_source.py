@@ -10,7 +10,6 @@ import datetime
 import posixpath
 import re
 import urllib.parse
-from collections.abc import Iterator
 from typing import Annotated, ClassVar, Literal
 
 import pydantic
@@ -109,11 +108,6 @@ class GitSourceSpec(base.Spec):
     """When true (default), delete what Nebula applied and Git no longer has."""
     suspend: bool = False
     """When true, stop fetching and applying until set back to false."""
-
-    def issues(self) -> Iterator[base.Issue]:
-        """A timeout that cannot fit into the interval."""
-        if fields.parse_duration(self.timeout) > fields.parse_duration(self.interval) * 10:
-            yield base.Issue(("timeout",), "timeout is more than ten intervals long")
 
 
 class GitSourceStatus(conditions.Status):

@@ -54,6 +54,7 @@ __all__ = [
     "FIELD_MANAGER",
     "KubernetesStore",
     "KubernetesTrigger",
+    "NodeLabels",
     "api_errors",
     "connect",
     "covers",
@@ -585,6 +586,28 @@ def label_node(
     )  # fmt: skip
     if _call(call, verb="patch", resource="nodes", what=f"Node {name}") is None:
         raise errors.ResourceNotFound(f"Node {name} does not exist")
+
+
+class NodeLabels:
+    """:func:`read_node_labels` and :func:`label_node` over one API client, as the NebulaNode
+    reconciler reaches the labels of its k3s Node."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self._api = api_client
+
+    def read(self, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
+        """See :func:`read_node_labels`."""
+        return read_node_labels(self._api, name)
+
+    def write(
+        self,
+        name: str,
+        labels: Mapping[str, str | None],
+        *,
+        annotations: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """See :func:`label_node`."""
+        label_node(self._api, name, labels, annotations=annotations)
 
 
 # --- Triggers and events ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ import subprocess
 import pytest
 
 from bots import commands, reloading
-from controllers import embedded, git_source
+from controllers import embedded, git_source, reconciling
 from nebula import db
 from nebula.changes import ChangeService, ChangeStore
 from nebula.resources import ResourceKey
@@ -110,7 +110,7 @@ class Homelab:
         assert stored is not None
         return GitSource.model_validate(embedded.resource_of(stored))
 
-    def sync(self) -> git_source.Outcome:
+    def sync(self) -> reconciling.Result[GitSourceStatus]:
         """One sync of the remote into the store (merged changes follow to applied)."""
         stored = self.store.get(SOURCE)
         assert stored is not None

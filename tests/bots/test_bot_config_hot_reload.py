@@ -10,19 +10,16 @@ Discord with what it says differs, is the glue's, and is recorded here instead.
 from __future__ import annotations
 
 import asyncio
-import pathlib
 from collections.abc import Callable, Sequence
 
 from bots import live, reloading
-from controllers import bot_config, embedded
+from controllers import bot_config, git_source, local
 from nebula import bot_reports
-from nebula.changes import ChangeStore
 from nebula.crds import generating, validating
 from nebula.resources import conditions
 from nebula.resources.bot_config import BotConfig, BotConfigStatus
-from nebula.secrets import EnvironmentSecrets
-from nebula.sync import History
 from tests.bots.conftest import BOTS, GUILD, LAB_GUILD, SOURCE, Homelab
+from tests.conftest import EmbeddedState
 
 AVATAR = "https://cdn.example.com/nebula/avatar.png"
 FIRST_FEATURES = frozenset(
@@ -53,22 +50,12 @@ def _ready_at(homelab: Homelab, generation: int) -> bool:
 
 
 async def test_a_botconfig_changed_in_git_is_applied_live_and_reported_ready(
-    homelab: Homelab, tmp_path: pathlib.Path
+    homelab: Homelab, embedded_state: EmbeddedState
 ) -> None:
     reports = bot_reports.BotReportStore(homelab.conninfo)
-    runtime = embedded.EmbeddedRuntime(
-        conninfo=homelab.conninfo,
-        store=homelab.store,
-        controllers=[
-            embedded.GitSourceController(
-                store=homelab.store,
-                runs=History(homelab.conninfo),
-                secrets=EnvironmentSecrets({}),
-                state_dir=tmp_path / "state",
-                changes=ChangeStore(homelab.conninfo),
-            ),
-            embedded.BotConfigController(reports=reports),
-        ],
+    runtime = local.runtime(
+        embedded_state(homelab.conninfo, homelab.store),
+        only=(git_source.GitSourceKind, bot_config.BotConfigKind),
     )
     # The Discord bot: its live configuration; what it would send Discord is recorded.
     discord_live = live.LiveConfig()

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import ruamel.yaml
 
-from controllers import bot_config
+from controllers import bot_config, reconciling
 from nebula.bot_reports import BotName, BotReport
 from nebula.resources import conditions
-from nebula.resources.bot_config import BotConfig
+from nebula.resources.bot_config import BotConfig, BotConfigStatus
 
 EXAMPLE = pathlib.Path(__file__).parent.parent.parent / "manifests" / "bots.yaml"
 NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
@@ -41,7 +41,7 @@ def _report(bot: BotName, generation: int | None, *, connected: bool = True) -> 
     )
 
 
-def _ready(outcome: bot_config.BotConfigOutcome) -> tuple[str, str, str]:
+def _ready(outcome: reconciling.Result[BotConfigStatus]) -> tuple[str, str, str]:
     found = conditions.find(outcome.status.conditions, conditions.READY)
     assert found is not None
     return found.status, found.reason, found.message
@@ -62,7 +62,7 @@ def test_every_bot_on_the_current_generation_is_ready() -> None:
     )
     status = outcome.status
     assert (status.observed_generation, status.applied_generation, status.guilds) == (3, 3, 2)
-    assert outcome.event is not None and outcome.event.type == "Normal"
+    assert [event.type for event in outcome.events] == ["Normal"]
 
 
 def test_a_bot_on_an_older_generation_keeps_it_applying_and_is_named() -> None:
@@ -115,8 +115,8 @@ def test_a_bot_that_went_offline_is_not_ready_and_warns_once() -> None:
     )
 
     assert _ready(first) == ("False", "Disconnected", "discord applied generation 3 but is offline")
-    assert first.event is not None and first.event.type == "Warning"
-    assert again.event is None and again.status == first.status
+    assert [event.type for event in first.events] == ["Warning"]
+    assert again.events == () and again.status == first.status
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ change's moves to the announcer), the change service, the FastAPI app, the embed
 from __future__ import annotations
 
 import asyncio
-import pathlib
 import threading
 from collections.abc import Callable
 
@@ -16,13 +15,14 @@ import httpx
 
 import api
 from bots import notifications
-from controllers import embedded
+from controllers import git_source, local
 from nebula.changes import ChangeStore
 from nebula.resources import ResourceKey, conditions
 from nebula.resources.git_source import GitSourceStatus
 from nebula.secrets import EnvironmentSecrets
 from nebula.sync import History
 from tests.bots.conftest import ADA, CHANNEL, GUILD, SOURCE, UI_URL, Homelab
+from tests.conftest import EmbeddedState
 
 LLAMA = ResourceKey("NebulaModel", "default", "llama3-1-8b")
 
@@ -41,7 +41,7 @@ def _synced(homelab: Homelab) -> bool:
 
 
 async def test_a_model_added_from_discord_is_approved_applied_and_announced_in_its_channel(
-    homelab: Homelab, tmp_path: pathlib.Path
+    homelab: Homelab, embedded_state: EmbeddedState
 ) -> None:
     # The bot's announcer listens before anything moves.
     notices: list[notifications.Notice] = []
@@ -54,18 +54,8 @@ async def test_a_model_added_from_discord_is_approved_applied_and_announced_in_i
     )
     listener.start()
     # The embedded runtime syncs the GitSource (and again on every move of a change).
-    runtime = embedded.EmbeddedRuntime(
-        conninfo=homelab.conninfo,
-        store=homelab.store,
-        controllers=[
-            embedded.GitSourceController(
-                store=homelab.store,
-                runs=History(homelab.conninfo),
-                secrets=EnvironmentSecrets({}),
-                state_dir=tmp_path / "state",
-                changes=ChangeStore(homelab.conninfo),
-            )
-        ],
+    runtime = local.runtime(
+        embedded_state(homelab.conninfo, homelab.store), only=(git_source.GitSourceKind,)
     )
     stop_runtime = asyncio.Event()
     running = asyncio.create_task(runtime.run(stop_runtime))

@@ -7,13 +7,16 @@ reconciler, one node reported by a heartbeat through the NebulaNode controller.
 from __future__ import annotations
 
 import datetime
+import pathlib
 
 from bots import commands
-from controllers import embedded
-from nebula import heartbeats
+from controllers import embedded, nebula_node, reconciling
+from nebula import bot_reports, heartbeats
 from nebula.resources import ResourceKey
 from nebula.resources.bot_config import FEATURES
 from nebula.resources.nebula_node import Hardware
+from nebula.secrets import EnvironmentSecrets
+from nebula.sync import History
 from tests.bots.conftest import ADA, MEL, OUTSIDER, PIA, SOURCE, TESS, UI_URL, Homelab
 
 HOME = ResourceKey("NebulaNode", None, "home-ubuntu")
@@ -43,15 +46,24 @@ def _report_home_ubuntu(homelab: Homelab) -> None:
             ),
         )
     )  # fmt: skip
-    controller = embedded.NebulaNodeController(
-        beats=beats, clock=lambda: datetime.datetime.now(datetime.UTC)
+    kind = nebula_node.NebulaNodeKind(
+        reconciling.Services(
+            store=homelab.store,
+            runs=History(homelab.conninfo),
+            secrets=EnvironmentSecrets({}),
+            heartbeats=beats,
+            reports=bot_reports.BotReportStore(homelab.conninfo),
+            state_dir=pathlib.Path("unused"),
+        )
     )
+    sink = embedded.StoreSink(homelab.store)
     for name in ("home-ubuntu", "windows-vm"):
         stored = homelab.store.get(ResourceKey("NebulaNode", None, name))
         assert stored is not None
-        step = controller.reconcile(stored, attempt=1)
-        assert step.status is not None
-        homelab.store.write_status(stored.key, step.status)
+        runner = reconciling.Runner(
+            kind, stored.key, sink=sink, clock=lambda: datetime.datetime.now(datetime.UTC)
+        )
+        runner.run(embedded.resource_of(stored), stored.status, uid=None)
 
 
 def test_status_shows_the_applied_revision_and_what_is_not_ready(homelab: Homelab) -> None:

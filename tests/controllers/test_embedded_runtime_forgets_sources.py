@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
-import pathlib
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 
-from controllers import embedded
+from controllers import git_source, local
 from nebula import db
-from nebula.secrets import EnvironmentSecrets
 from nebula.store import PostgresStore
 from nebula.sync import History
-from tests.conftest import GitRemote
+from tests.conftest import EmbeddedState, GitRemote
 
 
 @pytest.fixture
@@ -61,16 +59,10 @@ async def test_a_deleted_source_prunes_what_it_applied_only_when_it_prunes(
     store: PostgresStore,
     database: str,
     homelab_remote: GitRemote,
-    tmp_path: pathlib.Path,
+    embedded_state: EmbeddedState,
 ) -> None:
     store.put(_source("local", homelab_remote.url, prune=prune))
-    controller = embedded.GitSourceController(
-        store=store,
-        runs=History(database),
-        secrets=EnvironmentSecrets({}),
-        state_dir=tmp_path / "state",
-    )
-    runtime = embedded.EmbeddedRuntime(conninfo=database, store=store, controllers=[controller])
+    runtime = local.runtime(embedded_state(database, store), only=(git_source.GitSourceKind,))
     stop = asyncio.Event()
     running = asyncio.create_task(runtime.run(stop))
     try:

@@ -1,4 +1,4 @@
-"""The embedded runtime that cannot start raises why instead of waiting forever.
+"""The embedded runtime whose LISTEN cannot connect goes on reconciling and says what it lacks.
 
 Regression (issue 11.1): when the notification listener could not connect, ``run`` waited for
 it to listen forever, in a thread no signal could stop, so ``nebula up`` never ended.
@@ -12,9 +12,13 @@ import collections.abc
 import psycopg.conninfo
 import pytest
 
-from controllers import embedded
-from nebula import db, errors
+from controllers import embedded, kinds, local, nebula_node
+from nebula import db
+from nebula.resources import ResourceKey
 from nebula.store import PostgresStore
+from tests.conftest import WAIT, EmbeddedState, aeventually
+
+NODE = ResourceKey("NebulaNode", None, "home-ubuntu")
 
 
 @pytest.fixture
@@ -24,13 +28,30 @@ def store(database: str) -> collections.abc.Iterator[PostgresStore]:
         yield opened
 
 
-async def test_a_runtime_whose_listener_cannot_connect_raises_store_unavailable(
-    database: str, store: PostgresStore
+async def test_a_runtime_that_cannot_listen_still_reconciles_and_names_the_problem(
+    database: str, store: PostgresStore, embedded_state: EmbeddedState
 ) -> None:
-    # The listener's own connection goes to a database that does not exist.
+    store.put(
+        {
+            "apiVersion": "nebula.dev/v1alpha1",
+            "kind": "NebulaNode",
+            "metadata": {"name": NODE.name},
+            "spec": {"role": "ai", "addresses": [{"type": "lan", "address": "192.0.2.9"}]},
+        }
+    )
+    # The LISTEN goes to a database that does not exist; the store is fine.
+    state = embedded_state(database, store)
     nowhere = psycopg.conninfo.make_conninfo(database, dbname="nebula_no_such_database")
-    runtime = embedded.EmbeddedRuntime(conninfo=nowhere, store=store, controllers=[])
-
-    with pytest.raises(errors.StoreUnavailable, match="did not answer"):
-        # A hang fails here instead of hanging the suite.
-        await asyncio.wait_for(runtime.run(asyncio.Event()), timeout=60)
+    deaf = db.Listener(nowhere, poll=0.05, reconnect=0.05)
+    built = kinds.build(local.services(state), (nebula_node.NebulaNodeKind,))
+    runtime = embedded.EmbeddedRuntime(store=store, listener=deaf, kinds=built)
+    stop = asyncio.Event()
+    running = asyncio.create_task(runtime.run(stop))
+    try:
+        await asyncio.wait_for(runtime.wait_ready(), timeout=WAIT)
+        await aeventually(lambda: (stored := store.get(NODE)) is not None and stored.status)
+        assert runtime.problems() == [embedded.NOT_LISTENING]
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, timeout=WAIT)
+        deaf.close()

@@ -15,15 +15,15 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from controllers import git_source
-from nebula import db
+from controllers import git_source, reconciling
+from nebula import bot_reports, db, heartbeats
 from nebula.resources import ResourceKey, conditions
 from nebula.resources.git_source import GitSource, GitSourceStatus
 from nebula.secrets import EnvironmentSecrets
 from nebula.sources import Mirror
 from nebula.store import PostgresStore, postgres
 from nebula.sync import FileCache, History
-from tests.conftest import GitRemote
+from tests.conftest import GitRemote, RecordingSink
 
 NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
 EXAMPLE_COUNT = 26
@@ -51,7 +51,7 @@ class Harness:
         self._listener = postgres.listen(conninfo, timeout=0.2)
         next(self._listener)  # LISTEN is in place before anything is written
 
-    def reconcile(self, attempt: int = 1) -> git_source.Outcome:
+    def reconcile(self) -> reconciling.Result[GitSourceStatus]:
         outcome = git_source.reconcile(
             self.source,
             mirror=self.mirror,
@@ -61,7 +61,6 @@ class Harness:
             secrets=EnvironmentSecrets({}),
             now=NOW,
             previous=self.status,
-            attempt=attempt,
         )
         self.status = outcome.status
         return outcome
@@ -99,7 +98,7 @@ def test_the_first_sync_applies_every_example_resource(harness: Harness) -> None
     ready = harness.ready()
     assert ready is not None and (ready.status, ready.reason) == ("True", git_source.APPLIED)
     assert "26 created" in ready.message
-    assert outcome.event is not None and outcome.event.type == "Normal"
+    assert [event.type for event in outcome.events] == ["Normal"]
     assert harness.status is not None and harness.status.resources == EXAMPLE_COUNT
     [run] = harness.runs.latest("default.homelab")
     assert (run.result, run.created, run.author) == (
@@ -116,7 +115,7 @@ def test_an_unchanged_revision_writes_nothing_and_stays_silent(harness: Harness)
     outcome = harness.reconcile()
 
     assert harness.writes() == []
-    assert outcome.event is None
+    assert outcome.events == ()
     assert outcome.status == before
     assert [run.result for run in harness.runs.latest("default.homelab")] == ["applied"]
 
@@ -172,7 +171,7 @@ def test_a_bad_file_applies_nothing_and_stalls_naming_its_line(harness: Harness)
     assert outcome.status.last_applied_revision == applied
     assert outcome.status.last_attempted_revision == bad
     assert outcome.status.observed_generation == 1
-    assert outcome.event is not None and outcome.event.type == "Warning"
+    assert [event.type for event in outcome.events] == ["Warning"]
 
 
 def test_the_next_good_commit_recovers(harness: Harness) -> None:
@@ -254,7 +253,9 @@ def test_two_concurrent_syncs_of_one_source_never_interleave(harness: Harness) -
     assert [run.created for run in runs] == [26, 0, 0, 0]
 
 
-def test_an_unreachable_remote_keeps_the_last_state_and_backs_off(harness: Harness) -> None:
+def test_an_unreachable_remote_keeps_the_last_state_and_backs_off(
+    harness: Harness, tmp_path: pathlib.Path
+) -> None:
     harness.reconcile()
     harness.writes()
     down = harness.source.model_copy(
@@ -262,9 +263,23 @@ def test_an_unreachable_remote_keeps_the_last_state_and_backs_off(harness: Harne
     )
     harness.source = down
 
-    delays = [harness.reconcile(attempt=n).retry_after for n in (1, 2, 3, 10)]
+    # One failure after another, each pass as a runtime makes it: the pause doubles from 5 s
+    # up to the source's interval, and a transient failure never stalls the source.
+    result = harness.reconcile()
+    assert result.transient
+    kind = git_source.GitSourceKind(
+        reconciling.Services(
+            store=harness.store, runs=harness.runs, secrets=EnvironmentSecrets({}),
+            heartbeats=heartbeats.HeartbeatStore(harness.conninfo),
+            reports=bot_reports.BotReportStore(harness.conninfo), state_dir=tmp_path,
+        )
+    )  # fmt: skip
+    document = down.model_dump(mode="json", by_alias=True, exclude_none=True)
+    recorded = RecordingSink()
+    runner = reconciling.Runner(kind, down.key, sink=recorded, clock=lambda: NOW)
+    delays = [runner.run(document, None, uid=None) for _ in range(5)]
 
-    assert delays == [5.0, 10.0, 20.0, 60.0]
+    assert delays == [5.0, 10.0, 20.0, 40.0, 60.0]
     assert harness.writes() == []
     assert len(harness.store.list("NebulaNode")) == 3
     ready = harness.ready()

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import kubernetes.client
 import pytest
 
-from controllers import nebula_node, operator
+from controllers import nebula_node
 from nebula import crds, errors
 from nebula.heartbeats import Heartbeat, HeartbeatStore
 from nebula.resources import ResourceKey, conditions
@@ -237,7 +237,7 @@ def test_a_heartbeat_fills_the_status_and_labels_the_node_and_silence_turns_it_n
     }
     others = {k: v for k, v in NODE_LABELS.items() if not k.startswith("nebula.dev/gpu.")}
     assert {k: v for k, v in labels.items() if k not in ours} == others
-    event = _eventually(lambda: _events(k8s, operator.NODE_LABELLED))[0]
+    event = _eventually(lambda: _events(k8s, nebula_node.NODE_LABELLED))[0]
     assert event["type"] == "Normal" and "-nebula.dev/gpu.family" in event["message"]
 
     # The agent stops: three intervals (1 s each) after its last heartbeat, the node is stale.
@@ -334,7 +334,7 @@ def test_a_docker_node_never_touches_kubernetes_nodes(
 
     assert [r[:2] for r in _node_requests(k8s)] == [("POST", "/api/v1/nodes")]  # the test's own
     assert _node_labels(k8s, "windows-vm") == {"kubernetes.io/hostname": "windows-vm"}
-    assert _events(k8s, operator.NODE_NOT_FOUND) == []
+    assert _events(k8s, nebula_node.NODE_NOT_FOUND) == []
     assert _schema_errors(k8s) == []
 
 
@@ -348,7 +348,7 @@ def test_a_k3s_node_without_its_kubernetes_node_reports_and_warns_once_until_it_
 
     # The reconciler's status stands; the missing Node is an event, not a failure.
     first = _eventually(_ready_is(k8s, "True"))["lastHeartbeat"]
-    event = _eventually(lambda: _events(k8s, operator.NODE_NOT_FOUND))[0]
+    event = _eventually(lambda: _events(k8s, nebula_node.NODE_NOT_FOUND))[0]
     assert event["type"] == "Warning"
     assert event["involvedObject"] == {
         "apiVersion": "nebula.dev/v1alpha1",
@@ -359,7 +359,7 @@ def test_a_k3s_node_without_its_kubernetes_node_reports_and_warns_once_until_it_
     assert "'home-ubuntu'" in event["message"] and "kubernetesNodeName" in event["message"]
     beats.record(_beat("home-ubuntu"))
     second = _eventually(_heartbeat_seen(k8s, HOME, first))["lastHeartbeat"]
-    assert len(_events(k8s, operator.NODE_NOT_FOUND)) == 1
+    assert len(_events(k8s, nebula_node.NODE_NOT_FOUND)) == 1
 
     # The machine joins the cluster: its next heartbeat labels the Node.
     _create_node(k8s, "home-ubuntu", {"kubernetes.io/hostname": "home-ubuntu"})
@@ -371,7 +371,7 @@ def test_a_k3s_node_without_its_kubernetes_node_reports_and_warns_once_until_it_
         return _node_labels(k8s, "home-ubuntu").get("nebula.dev/vram-tier") == "8Gi-or-more"
 
     _eventually(labelled)
-    assert len(_events(k8s, operator.NODE_NOT_FOUND)) == 1
+    assert len(_events(k8s, nebula_node.NODE_NOT_FOUND)) == 1
     assert _schema_errors(k8s) == []
 
 
@@ -419,7 +419,7 @@ def test_declared_labels_follow_the_spec_onto_the_node_and_leave_others_alone(
     # The hardware has the last word under nebula.dev/; others' labels stay.
     assert labels["nebula.dev/vram-tier"] == "8Gi-or-more"
     assert labels["team"] == "media"
-    assert _node_annotations(k8s, "home-ubuntu")[operator.DECLARED_LABELS] == "zone"
+    assert _node_annotations(k8s, "home-ubuntu")[nebula_node.DECLARED_LABELS] == "zone"
 
     # `nebula change open label-node ...` merged: zone goes, rack comes; team stays.
     k8s.patch(HOME, {"spec": {"labels": {"rack": "2", "zone": None}}})
@@ -427,4 +427,4 @@ def test_declared_labels_follow_the_spec_onto_the_node_and_leave_others_alone(
     labels = _eventually(carries({"rack": "2"}))
     _eventually(lambda: "zone" not in _node_labels(k8s, "home-ubuntu"))
     assert _node_labels(k8s, "home-ubuntu")["team"] == "media"
-    assert _node_annotations(k8s, "home-ubuntu")[operator.DECLARED_LABELS] == "rack"
+    assert _node_annotations(k8s, "home-ubuntu")[nebula_node.DECLARED_LABELS] == "rack"

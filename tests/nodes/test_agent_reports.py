@@ -14,13 +14,14 @@ import httpx
 import pytest
 
 from api import app as web
-from controllers import embedded
+from controllers import local, nebula_node
 from nebula import db, hardware, heartbeats
 from nebula.resources import ResourceKey, fields
 from nebula.secrets import EnvironmentSecrets
 from nebula.store import PostgresStore
 from nebula.sync import History
 from nodes import agent as node_agent
+from tests.conftest import EmbeddedState
 
 NODE = ResourceKey("NebulaNode", None, "this-machine")
 
@@ -65,15 +66,11 @@ async def store(database: str) -> AsyncIterator[PostgresStore]:
 
 
 async def test_a_reporting_agent_makes_its_node_ready_and_a_stopped_one_not(
-    database: str, store: PostgresStore
+    database: str, store: PostgresStore, embedded_state: EmbeddedState
 ) -> None:
     _declare(store, "1s")
     beats = heartbeats.HeartbeatStore(database)
-    runtime = embedded.EmbeddedRuntime(
-        conninfo=database,
-        store=store,
-        controllers=[embedded.NebulaNodeController(beats=beats)],
-    )
+    runtime = local.runtime(embedded_state(database, store), only=(nebula_node.NebulaNodeKind,))
     agent = node_agent.Agent(node=NODE.name, interval=0.3, link=node_agent.DatabaseLink(beats))
     stop_runtime, stop_agent = asyncio.Event(), asyncio.Event()
     running = asyncio.create_task(runtime.run(stop_runtime))
@@ -98,13 +95,13 @@ async def test_a_reporting_agent_makes_its_node_ready_and_a_stopped_one_not(
 
 
 async def test_remote_agents_report_through_the_api_with_the_token(
-    database: str, store: PostgresStore
+    database: str, store: PostgresStore, embedded_state: EmbeddedState
 ) -> None:
     beats = heartbeats.HeartbeatStore(database)
     app = web.create_app(
         store=store,
         runs=History(database),
-        trigger=embedded.EmbeddedRuntime(conninfo=database, store=store, controllers=[]),
+        trigger=local.runtime(embedded_state(database, store), only=()),
         secrets=EnvironmentSecrets({}),
         heartbeats=beats,
         agent_token="s3cret-agent-token",
