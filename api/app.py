@@ -20,7 +20,7 @@ import errno
 import gc
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import fastapi
 import fastapi.middleware.gzip
@@ -139,6 +139,9 @@ def create_app(
     # the web server, or the open streams keep the server waiting.
     changes: ChangeService | None = None,
     events: event_routes.Feed | None = None,
+    # What keeps the runtime in this process from reconciling (the embedded runtime's
+    # problems), shown on every page and by /healthz; None: no runtime here.
+    problems: Callable[[], list[str]] | None = None,
     # Presentation.
     title: str = "Nebula Command",
 ) -> fastapi.FastAPI:
@@ -173,7 +176,9 @@ def create_app(
         sessions=sessions,
         changes=changes,
         events=events,
+        problems=problems,
     )
+    templates.env.globals["runtime_problems"] = problems or list
     app.add_exception_handler(errors.TransientError, _transient)
     app.include_router(overview.router, tags=["pages"])
     app.include_router(kinds.router, prefix="/kinds", tags=["pages"])

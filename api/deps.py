@@ -9,6 +9,7 @@ module-level object: two apps in one process (tests do this) never share anythin
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import fastapi
@@ -66,6 +67,9 @@ class Services:
     changes: nebula.changes.ChangeService | None = None
     # The LISTEN feeding GET /events; None: no live updates (the pages still work).
     events: events.Feed | None = None
+    # What keeps the runtime behind this app from reconciling as it should, for people (the
+    # embedded runtime's problems); None: no runtime in this process (nebula serve).
+    problems: Callable[[], list[str]] | None = None
     # The objects' summaries as last shown, by version: pages summarise only what changed.
     summaries: views.Summaries = dataclasses.field(default_factory=lambda: views.Summaries())
 

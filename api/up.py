@@ -18,6 +18,7 @@ import contextlib
 import pathlib
 import signal
 import socket
+import threading
 
 import rich.console
 import rich.markup
@@ -138,6 +139,7 @@ async def _serve(
         # A merge wakes the bootstrap source's loop: the sync applies it at once.
         changes=local.change_service(state, merged=lambda source: runtime.request(source.key)),
         events=feed,
+        problems=runtime.problems,
     )
     # The agent of this machine reports in-process, straight into the database.
     agent = nodes_agent.Agent(
@@ -152,6 +154,15 @@ async def _serve(
         asyncio.create_task(agent.run(stop), name="this machine's agent"),
         asyncio.create_task(server.serve(sockets=[listening]), name="the web server"),
     }
+    # The private PostgreSQL is started again whenever it stops underneath us.
+    supervising = threading.Event()
+    if state.postgres is not None:
+        parts.add(
+            asyncio.create_task(
+                asyncio.to_thread(state.postgres.supervise, supervising),
+                name="the PostgreSQL watch",
+            )
+        )
     stopping = asyncio.create_task(stop.wait())
     ready = asyncio.create_task(runtime.wait_ready())
     try:
@@ -169,6 +180,7 @@ async def _serve(
         await asyncio.to_thread(feed.close)
         server.should_exit = True
         stop.set()
+        supervising.set()
         ready.cancel()
         await asyncio.gather(*parts, stopping, ready, return_exceptions=True)
     _raise_first_failure(parts)

@@ -184,8 +184,9 @@ def main() -> None:
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as tmp,
-        db.embedded_postgres(pathlib.Path(tmp) / "state") as url,
+        db.embedded_postgres(pathlib.Path(tmp) / "state") as postgres,
     ):
+        url = postgres.uri
         db.migrate(url)
         bench = Bench(pathlib.Path(tmp), url, args.count)
         print(f"{bench.count} resources in {len(list((bench.work / 'manifests').iterdir()))} files")

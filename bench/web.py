@@ -291,8 +291,9 @@ def main() -> None:
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as tmp,
-        db.embedded_postgres(pathlib.Path(tmp) / "state") as url,
+        db.embedded_postgres(pathlib.Path(tmp) / "state") as postgres,
     ):
+        url = postgres.uri
         root = pathlib.Path(tmp)
         db.migrate(url)
         bare, written = repository(root, args.count)

@@ -37,6 +37,9 @@ NOT_LISTENING = "not listening for changes: PostgreSQL does not answer"
 """A problem: changes and heartbeats are only seen at each object's next look meanwhile."""
 STORE_DOWN = "the store does not answer: reconciling is paused"
 """A problem: no object is looked at until the store answers again."""
+_STORE_RETRY_CAP = 5.0
+"""Seconds between tries at most while the store is down: once it is back, every object is
+looked at again within this (and at once when the LISTEN comes back first)."""
 
 
 def _utcnow() -> datetime.datetime:
@@ -145,7 +148,7 @@ class EmbeddedRuntime:
             # answers; try again.
             except Exception as error:
                 self._store_down = True
-                delay = reconciling.retry_delay(attempt, first=1.0, cap=30.0)
+                delay = reconciling.retry_delay(attempt, first=1.0, cap=_STORE_RETRY_CAP)
                 log.warning("listing the store failed, trying again in %.0fs: %s", delay, error)
                 attempt += 1
                 with contextlib.suppress(TimeoutError):
@@ -215,7 +218,7 @@ class EmbeddedRuntime:
                 # every other one; nothing ends the loop but the object's deletion.
                 except Exception as error:
                     self._store_down = isinstance(error, errors.TransientError)
-                    delay = reconciling.retry_delay(attempt, first=1.0, cap=30.0)
+                    delay = reconciling.retry_delay(attempt, first=1.0, cap=_STORE_RETRY_CAP)
                     log.warning("%s: the store did not answer, retrying: %s", key, error)
                     attempt += 1
                     await self._wait(wake, delay)

@@ -66,6 +66,7 @@ class LocalState:
     secrets: EnvironmentSecrets
     state_dir: pathlib.Path
     listener: db.Listener  # the process's one LISTEN, started by whoever needs it first
+    postgres: db.EmbeddedPostgres | None = None  # the private server; None with DATABASE_URL
 
 
 @contextlib.contextmanager
@@ -74,9 +75,11 @@ def local_state(config: settings.Settings, *, say: Say = lambda _: None) -> Iter
     state_dir = config.state_dir.resolve()
     with contextlib.ExitStack() as stack:
         conninfo = config.database_url
+        postgres = None
         if not conninfo:
             say(f"starting PostgreSQL in {state_dir / 'postgres'}")
-            conninfo = stack.enter_context(db.embedded_postgres(state_dir))
+            postgres = stack.enter_context(db.embedded_postgres(state_dir))
+            conninfo = postgres.uri
         applied = db.migrate(conninfo)
         if applied:
             say(f"applied {len(applied)} database migrations")
@@ -84,7 +87,7 @@ def local_state(config: settings.Settings, *, say: Say = lambda _: None) -> Iter
         listener = db.Listener(conninfo)
         stack.callback(listener.close)
         yield LocalState(
-            conninfo, store, History(conninfo), EnvironmentSecrets(), state_dir, listener
+            conninfo, store, History(conninfo), EnvironmentSecrets(), state_dir, listener, postgres
         )
 
 

@@ -7,13 +7,14 @@ nothing here opens a connection at import time.
 """
 
 from nebula.db.connecting import KEEP, Pool, close_idle, connect
-from nebula.db.embedded import embedded_postgres
+from nebula.db.embedded import EmbeddedPostgres, embedded_postgres
 from nebula.db.listening import MISSED, Listener, Message, Missed, Subscriber
 from nebula.db.migrating import Migration, MigrationState, discover, migrate, status
 
 __all__ = [
     "KEEP",
     "MISSED",
+    "EmbeddedPostgres",
     "Listener",
     "Message",
     "Migration",

@@ -64,14 +64,22 @@ class Pool:
     """
 
     def __init__(self, conninfo: str, *, max_size: int = 4, autocommit: bool = True) -> None:
+        self._conninfo = conninfo
         self._pool = psycopg_pool.ConnectionPool(
             conninfo,
             min_size=1,
             max_size=max_size,
             open=False,
-            timeout=10,
+            # Waiting longer for a connection only makes a page hang while PostgreSQL is down.
+            timeout=3,
+            # A connection left from before a restart of the server fails its first query;
+            # checked as it is handed out (one round trip), it is replaced instead.
+            check=psycopg_pool.ConnectionPool.check_connection,
             kwargs={"autocommit": True} if autocommit else {},
         )
+        # The last block met a database that did not answer: the next one asks the server
+        # directly first, so callers hear "unavailable" at once instead of after the timeout.
+        self._down = False
 
     def open(self) -> None:
         """Connects; raises StoreUnavailable when PostgreSQL does not answer in time."""
@@ -89,11 +97,15 @@ class Pool:
     def connection(self) -> Iterator[Connection]:
         """A connection for the block; StoreUnavailable when none is free or makeable in time,
         or PostgreSQL went away during the block."""
+        if self._down:
+            _opened(self._conninfo).close()  # StoreUnavailable while it still refuses
         try:
             with self._pool.connection() as conn:
                 yield conn
         except (psycopg_pool.PoolTimeout, psycopg.OperationalError) as error:
+            self._down = True
             raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None
+        self._down = False
 
 
 def close_idle() -> None:
@@ -107,7 +119,7 @@ def close_idle() -> None:
 
 def _opened(conninfo: str) -> Connection:
     try:
-        return psycopg.connect(conninfo, autocommit=True)
+        return psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
     # The server is down, refused us, or the address is wrong: the same call may work later.
     except psycopg.OperationalError as error:
         raise errors.StoreUnavailable(f"PostgreSQL did not answer: {error}") from None

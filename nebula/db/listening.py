@@ -66,7 +66,7 @@ class Listener:
         *,
         poll: float = 0.25,
         reconnect: float = 0.5,
-        max_reconnect: float = 30.0,
+        max_reconnect: float = 5.0,
     ) -> None:
         self._conninfo = conninfo
         self._poll, self._reconnect, self._max_reconnect = poll, reconnect, max_reconnect
