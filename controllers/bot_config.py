@@ -169,12 +169,9 @@ class BotConfigKind(reconciling.Kind[BotConfig, BotConfigStatus, list[BotReport]
     status_model = BotConfigStatus
     wakes_on = (bot_reports.CHANNEL,)
 
-    def __init__(self, services: reconciling.Services) -> None:
-        self._reports = services.reports
-
     def observe(self, resource: BotConfig) -> list[BotReport]:
         """The latest report of each bot running this BotConfig."""
-        return list(self._reports.of(resource.key))
+        return list(self.services.reports.of(resource.key))
 
     def reconcile(
         self,
@@ -184,6 +181,7 @@ class BotConfigKind(reconciling.Kind[BotConfig, BotConfigStatus, list[BotReport]
         previous: BotConfigStatus | None,
         now: datetime.datetime,
         attempt: int,
+        progress: reconciling.Progress,
     ) -> Result:
         """See :func:`reconcile`."""
         return reconcile(resource, reports=observed or [], now=now, previous=previous)

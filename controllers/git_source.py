@@ -29,6 +29,7 @@ __all__ = [
     "APPLIED",
     "APPLY_FAILED",
     "FETCH_FAILED",
+    "LOCK_FAILED",
     "SUSPENDED",
     "VALIDATION_FAILED",
     "GitSourceKind",
@@ -43,6 +44,7 @@ APPLIED = "Applied"
 FETCH_FAILED = "FetchFailed"
 VALIDATION_FAILED = "ValidationFailed"
 APPLY_FAILED = "ApplyFailed"
+LOCK_FAILED = "LockFailed"
 SUSPENDED = "Suspended"
 PROGRESSING = "Progressing"
 MAX_ERRORS_SHOWN = 5
@@ -119,10 +121,12 @@ def reconcile(
     # Context.
     now: datetime.datetime,
     previous: GitSourceStatus | None,
+    progress: reconciling.Progress | None = None,
 ) -> Result:
     """Syncs the source once and returns the status, the next run and the event.
 
-    ``previous`` is the status as stored, whose applied revision a failure keeps.
+    ``previous`` is the status as stored, whose applied revision a failure keeps;
+    ``progress`` hears which long step runs (loading a new revision, applying objects).
     """
     status = previous or GitSourceStatus()
     interval = fields.parse_duration(source.spec.interval).total_seconds()
@@ -138,29 +142,43 @@ def reconcile(
     # The lock keeps two syncs of this source apart, across threads, processes and replicas.
     # The database holding it may be down: then nothing is synced or recorded; retry soon.
     name = base.source_id(source.key)
+    say = _progress(progress, status)
     try:
-        with runs.lock(name) as started:
+        with contextlib.ExitStack() as held:
+            try:
+                started = held.enter_context(runs.lock(name))
+            # PostgreSQL did not answer: not a failure of the repository or of the apply.
+            except errors.TransientError as error:
+                return _failed(source, status, now, LOCK_FAILED, str(error), transient=True)
             try:
                 found = credentials(source, secrets)
                 result = syncing.sync(
-                    source, mirror=mirror, credentials=found, cache=cache, store=store
-                )
+                    source, mirror=mirror, credentials=found, cache=cache, store=store,
+                    progress=say,
+                )  # fmt: skip
             # The remote refused (credentials, missing branch) or another source owns an
             # object: only the user can fix it; look again at the interval.
             except errors.PermanentError as error:
-                runs.record(name, started=started, result="failed", error=str(error))
                 reason = FETCH_FAILED if isinstance(error, errors.SourceRejected) else APPLY_FAILED
+                if _new_failure(status, reason, str(error)):
+                    runs.record(name, started=started, result="failed", error=str(error))
                 return _failed(source, status, now, reason, str(error), transient=False)
             revision = result.revision
-            # Merged change requests that the store now holds are applied.
+            # Side work: merged change requests the store now holds are applied. It never
+            # turns a sync into a failure; the next sync follows them again.
             if changes is not None and result.result != "failed":
-                service.follow(changes, source=name, revision=revision.commit, mirror=mirror)
+                _follow(changes, source=name, revision=revision.commit, mirror=mirror)
             # Nothing to do on a revision already applied: no history row, no status change,
             # no event; polling an unchanged repository writes nothing at all.
             ready = conditions.find(status.conditions, conditions.READY)
             settled = ready is not None and ready.status == "True"
             known = status.last_applied_revision == revision.commit
             if result.result == "unchanged" and settled and known:
+                return Result(status, interval)
+            # The same invalid revision again (polling a broken source): said and recorded
+            # once, when it was new.
+            again = result.result == "failed" and status.last_attempted_revision == revision.commit
+            if again and ready is not None and ready.reason == VALIDATION_FAILED:
                 return Result(status, interval)
             runs.record(
                 name,
@@ -175,8 +193,9 @@ def reconcile(
     # The remote did not answer, or the database or the API server dropped: try again soon.
     except (errors.TransientError, OSError) as error:
         reason = FETCH_FAILED if isinstance(error, errors.SourceUnavailable) else APPLY_FAILED
-        with contextlib.suppress(errors.TransientError):
-            runs.record(name, started=now, result="failed", error=str(error))
+        if _new_failure(status, reason, str(error)):
+            with contextlib.suppress(errors.TransientError):
+                runs.record(name, started=now, result="failed", error=str(error))
         return _failed(source, status, now, reason, str(error), transient=True)
 
     # Invalid manifests: nothing was applied, the last applied revision stays, and the
@@ -211,6 +230,42 @@ def reconcile(
         return Result(status, interval)
     event = outcomes.Event("Normal", APPLIED, f"{message} ({revision.message})")
     return Result(status, interval, (event,))
+
+
+def _new_failure(status: GitSourceStatus, reason: str, message: str) -> bool:
+    """Whether a failure is news: the status does not already say exactly this one (a broken
+    source polled every interval leaves one history row, not one per poll)."""
+    ready = conditions.find(status.conditions, conditions.READY)
+    return ready is None or (ready.status, ready.reason, ready.message) != (
+        "False",
+        reason,
+        message,
+    )
+
+
+def _follow(
+    changes: requests.ChangeStore, *, source: str, revision: str, mirror: fetching.Mirror
+) -> None:
+    try:
+        service.follow(changes, source=source, revision=revision, mirror=mirror)
+    # The change store or the mirror did not answer: the sync stands, the next one follows.
+    except errors.NebulaError as error:
+        log.warning("%s: merged changes not followed yet: %s", source, error)
+
+
+def _progress(progress: reconciling.Progress | None, status: GitSourceStatus) -> syncing.Progress:
+    """Which of the sync's steps ``Reconciling`` tells: a revision not applied yet being loaded,
+    and objects being applied; a poll that finds nothing new tells nothing (writes nothing)."""
+
+    def say(step: syncing.Step, revision: str, detail: str) -> None:
+        if progress is None:
+            return
+        if step == "loading" and revision != status.last_applied_revision:
+            progress(f"loading {revision[:7]}")
+        elif step == "applying":
+            progress(f"applying {detail}")
+
+    return say
 
 
 def _failed(
@@ -281,7 +336,7 @@ class GitSourceKind(reconciling.Kind[GitSource, GitSourceStatus, None]):
     finalizes = True
 
     def __init__(self, services: reconciling.Services) -> None:
-        self._services = services
+        super().__init__(services)
         self._caches: dict[ResourceKey, syncing.FileCache] = {}
 
     def reconcile(
@@ -292,11 +347,13 @@ class GitSourceKind(reconciling.Kind[GitSource, GitSourceStatus, None]):
         previous: GitSourceStatus | None,
         now: datetime.datetime,
         attempt: int,
+        progress: reconciling.Progress,
     ) -> Result:
         """Syncs the source; the sync request it served (``requested-at``) goes in its status."""
-        found = self._services
+        found = self.services
         result = reconcile(
             resource,
+            progress=progress,
             mirror=mirror(found.state_dir, resource.key),
             cache=self._caches.setdefault(resource.key, syncing.FileCache()),
             store=found.store,
@@ -319,5 +376,5 @@ class GitSourceKind(reconciling.Kind[GitSource, GitSourceStatus, None]):
     def deleted(self, resource: GitSource) -> None:
         """Prunes what the deleted source applied (unless its spec says ``prune: false``)."""
         self._caches.pop(resource.key, None)
-        pruned = forget(resource, store=self._services.store, runs=self._services.runs)
+        pruned = forget(resource, store=self.services.store, runs=self.services.runs)
         log.info("%s was deleted; %d objects it applied were pruned", resource.key, pruned)

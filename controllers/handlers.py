@@ -66,14 +66,15 @@ class Memo:
     synced: operator.Marker | None = None  # what the daemon's current or last pass covers
 
 
-def registry() -> kopf.OperatorRegistry:
-    """A new registry with every handler of the operator (a fresh one per run, and per test)."""
+def registry(only: tuple[kinds.Factory, ...] = kinds.KINDS) -> kopf.OperatorRegistry:
+    """A new registry with every handler of the operator (a fresh one per run, and per test),
+    for every kind of ``kinds.py`` (or ``only`` those: the runtime's must be the same)."""
     found = kopf.OperatorRegistry()
     kopf.on.startup(registry=found)(configure)
     kopf.on.startup(registry=found)(listen)
     kopf.on.cleanup(registry=found)(stop_listening)
     kopf.on.login(registry=found)(login)
-    for kind in kinds.KINDS:
+    for kind in only:
         plural = kind.model.info.plural
         kopf.daemon(GROUP, VERSION, plural, registry=found, cancellation_timeout=10.0)(reconcile)
         kopf.on.event(GROUP, VERSION, plural, registry=found, when=changed_since_sync)(wake_daemon)

@@ -7,17 +7,16 @@ looked at when a runtime starts (sources first: they make the others).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from controllers import bot_config, git_source, nebula_node, reconciling
 
 __all__ = ["KINDS", "Factory", "build"]
 
-Factory = Callable[[reconciling.Services], reconciling.Kind[Any, Any, Any]]
-"""A kind's class: built once per runtime with the runtime's services."""
+Factory = type[reconciling.Kind[Any, Any, Any]]
+"""A kind's class: built once per runtime with the runtime's services (``Kind(services)``)."""
 
-KINDS: tuple[type[reconciling.Kind[Any, Any, Any]], ...] = (
+KINDS: tuple[Factory, ...] = (
     git_source.GitSourceKind,
     nebula_node.NebulaNodeKind,
     bot_config.BotConfigKind,

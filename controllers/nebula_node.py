@@ -307,13 +307,13 @@ class NebulaNodeKind(reconciling.Kind[NebulaNode, NebulaNodeStatus, Heartbeat]):
     wakes_on = (heartbeats.CHANNEL,)
 
     def __init__(self, services: reconciling.Services) -> None:
-        self._beats = services.heartbeats
+        super().__init__(services)
         self._nodes = services.node_labels
         self._missing: dict[str, str] = {}  # NebulaNode → the Node found missing (told once)
 
     def observe(self, resource: NebulaNode) -> Heartbeat | None:
         """The latest heartbeat that counts for the node (by name, else by address)."""
-        return heartbeats.match(resource, self._beats.all())
+        return heartbeats.match(resource, self.services.heartbeats.all())
 
     def reconcile(
         self,
@@ -323,6 +323,7 @@ class NebulaNodeKind(reconciling.Kind[NebulaNode, NebulaNodeStatus, Heartbeat]):
         previous: NebulaNodeStatus | None,
         now: datetime.datetime,
         attempt: int,
+        progress: reconciling.Progress,
     ) -> reconciling.Result[NebulaNodeStatus]:
         """The node's status from its heartbeat; then, on k3s, its Node's labels."""
         outcome = reconcile(resource, heartbeat=observed, now=now, previous=previous)

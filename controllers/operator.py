@@ -89,6 +89,7 @@ class Runtime:
         # Behaviour.
         workers: int = 4,
         clock: Clock = _utcnow,
+        only: tuple[kinds.Factory, ...] = kinds.KINDS,
     ) -> None:
         self.api = api
         # The API server's URL as given (the tests' emulator); None: in-cluster, else kubeconfig.
@@ -108,7 +109,8 @@ class Runtime:
                 reports=bot_reports.BotReportStore(database_url),
                 state_dir=state_dir,
                 node_labels=kubernetes_store.NodeLabels(api),
-            )
+            ),
+            only,
         )
         # One LISTEN on every kind's channels from the start, so nothing announced after the
         # operator started is missed; daemons subscribe their wake events to it (waking).

@@ -45,6 +45,7 @@ __all__ = [
     "MAX_RETRY",
     "Kind",
     "NodeLabels",
+    "Progress",
     "Result",
     "Runner",
     "Services",
@@ -63,6 +64,9 @@ R = TypeVar("R", bound=Resource)
 S = TypeVar("S", bound=conditions.Status)
 O = TypeVar("O")  # noqa: E741 - what a kind observes
 Clock = Callable[[], datetime.datetime]
+Progress = Callable[[str], None]
+"""Tells which long step a reconcile is in ("applying 1,204 objects"): ``Reconciling``'s message."""
+PROGRESSING = "Progressing"
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 _log = logging.getLogger("nebula.reconciling")
@@ -131,6 +135,9 @@ class Kind(abc.ABC, Generic[R, S, O]):
     finalizes: bool = False
     """Whether :meth:`deleted` must run before the object may go (a kopf finalizer on k3s)."""
 
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
     def observe(self, resource: R) -> O | None:
         """Reads what the kind compares the object with; may raise TransientError."""
         return None
@@ -144,8 +151,10 @@ class Kind(abc.ABC, Generic[R, S, O]):
         previous: S | None,
         now: datetime.datetime,
         attempt: int,
+        progress: Progress,
     ) -> Result[S]:
-        """Decides the status; ``attempt`` counts consecutive transient failures (1: none)."""
+        """Decides the status; ``attempt`` counts consecutive transient failures (1: none);
+        ``progress`` tells, while a long step runs, which one (each call writes the status)."""
 
     def retry_cap(self, resource: R) -> float:
         """The longest pause between retries of this object."""
@@ -233,11 +242,24 @@ class Runner(Generic[R, S, O]):
             self.attempt = 1
             return None
 
+        def progress(message: str) -> None:
+            # Reconciling=True with the step, on the status as it stands: Ready keeps its word.
+            nonlocal previous
+            base_status = previous or self.kind.status_model()
+            found = conditions.set_condition(
+                list(base_status.conditions), type_=conditions.RECONCILING, status="True",
+                reason=PROGRESSING, message=message, now=self._clock(),
+            )  # fmt: skip
+            shown = base_status.model_copy(update={"conditions": found})
+            if self._write(shown):
+                previous = shown
+
         try:
             observed = self.kind.observe(resource)
             result = self.kind.reconcile(
-                resource, observed, previous=previous, now=now, attempt=self.attempt
-            )
+                resource, observed, previous=previous, now=now, attempt=self.attempt,
+                progress=progress,
+            )  # fmt: skip
         # A database, API server or remote did not answer: the status keeps its last word.
         except errors.TransientError as error:
             self._log.warning("%s: will retry: %s", self.key, error)

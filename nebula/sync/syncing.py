@@ -22,9 +22,11 @@ from nebula.sources import fetching
 from nebula.store import base
 from nebula.sync import planning
 
-__all__ = ["FileCache", "SyncResult", "sync"]
+__all__ = ["FileCache", "Progress", "Step", "SyncResult", "sync"]
 
-Progress = Callable[[str], None]
+Step = Literal["fetching", "loading", "applying"]
+Progress = Callable[[Step, str, str], None]
+"""Hears each step as it starts: the step, the revision (empty while fetching), a detail."""
 
 
 class FileCache:
@@ -138,19 +140,19 @@ def sync(
     an object belongs to another source, and the store's errors when writing fails. Invalid
     manifests are not an exception: the result is ``failed`` with every error.
     """
-    say = progress or (lambda _: None)
+    say: Progress = progress or (lambda step, revision, detail: None)
     spec = source.spec
     key = source.key
     source_name = base.source_id(key)
 
     # Fetch first: without the revision there is nothing to compare, and the last applied
     # state stays exactly as it is.
-    say(f"fetching {spec.url}")
+    say("fetching", "", spec.url)
     timeout = fields.parse_duration(spec.timeout).total_seconds()
     revision = mirror.fetch(spec.url, spec.ref, credentials, timeout=timeout)
 
     # Load: only blobs not seen before are parsed; the set is validated whole.
-    say(f"loading {revision.short}")
+    say("loading", revision.commit, "")
     files = mirror.files(revision.commit, spec.path)
     desired_set, wanted = cache.load(mirror, files, key.namespace or "default")
     if desired_set.errors:
@@ -167,6 +169,7 @@ def sync(
         return SyncResult(revision, "unchanged", changes, resources=count)
 
     # Apply and prune in one step of the store (a transaction where it has them).
-    say(f"applying {len(changes.create) + len(changes.update)}, pruning {len(changes.prune)}")
+    written = len(changes.create) + len(changes.update)
+    say("applying", revision.commit, f"{written:,} objects, pruning {len(changes.prune):,}")
     store.commit(source_name, changes)
     return SyncResult(revision, "applied", changes, resources=count)

@@ -31,7 +31,7 @@ from nebula.sync import FileCache, History
 from tests.conftest import GitRemote
 
 # The operator's fixtures (kmock's emulator, and kopf running on it), for the BotConfig daemon.
-from tests.controllers.conftest import k8s, running_operator  # noqa: F401
+from tests.controllers.conftest import k8s, operator_kinds, running_operator  # noqa: F401
 
 NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
 UI_URL = "https://nebula.example"

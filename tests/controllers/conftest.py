@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 import pytest
 
-from controllers import handlers, operator
+from controllers import handlers, kinds, operator
 from nebula import db
 from nebula.store import kubernetes as kubernetes_store
 from tests.controllers import emulator
@@ -42,8 +42,17 @@ class Operator:
 
 
 @pytest.fixture
+def operator_kinds() -> tuple[kinds.Factory, ...]:
+    """The kinds the operator runs: all of them, unless a test module says otherwise."""
+    return kinds.KINDS
+
+
+@pytest.fixture
 def running_operator(
-    k8s: emulator.Cluster, database: str, tmp_path: pathlib.Path
+    k8s: emulator.Cluster,
+    database: str,
+    tmp_path: pathlib.Path,
+    operator_kinds: tuple[kinds.Factory, ...],
 ) -> Iterator[Operator]:
     """The kopf operator, cluster-wide and standalone, until the test ends.
 
@@ -55,7 +64,11 @@ def running_operator(
     db.migrate(database)
     api = kubernetes_store.connect(k8s.url)
     runtime = operator.Runtime(
-        api=api, database_url=database, state_dir=tmp_path / "state", server=k8s.url
+        api=api,
+        database_url=database,
+        state_dir=tmp_path / "state",
+        server=k8s.url,
+        only=operator_kinds,
     )
     ready = threading.Event()
     stop = threading.Event()
@@ -67,7 +80,7 @@ def running_operator(
     async def main() -> None:
         task = asyncio.create_task(
             kopf.operator(
-                registry=handlers.registry(),
+                registry=handlers.registry(operator_kinds),
                 settings=kopf.OperatorSettings(),
                 memo=handlers.Memo(runtime),
                 clusterwide=True,

@@ -168,7 +168,13 @@ class Cluster:
         """Every request served so far: method, path and decoded body."""
         return self.call(
             lambda emulator: [
-                (str(r.method).upper(), r.url.path, copy.deepcopy(r.data)) for r in emulator
+                # kmock's method is an enum (Method.POST); its name is the HTTP verb.
+                (
+                    str(getattr(r.method, "name", r.method)).upper(),
+                    r.url.path,
+                    copy.deepcopy(r.data),
+                )
+                for r in emulator
             ]
         )
 

@@ -13,10 +13,12 @@ import pathlib
 from collections.abc import Iterator
 
 import psycopg
+import psycopg.conninfo
 import pytest
 
 from controllers import git_source, reconciling
 from nebula import bot_reports, db, heartbeats
+from nebula.changes import ChangeStore
 from nebula.resources import ResourceKey, conditions
 from nebula.resources.git_source import GitSource, GitSourceStatus
 from nebula.secrets import EnvironmentSecrets
@@ -51,16 +53,24 @@ class Harness:
         self._listener = postgres.listen(conninfo, timeout=0.2)
         next(self._listener)  # LISTEN is in place before anything is written
 
-    def reconcile(self) -> reconciling.Result[GitSourceStatus]:
+    def reconcile(
+        self,
+        *,
+        runs: History | None = None,
+        changes: ChangeStore | None = None,
+        progress: reconciling.Progress | None = None,
+    ) -> reconciling.Result[GitSourceStatus]:
         outcome = git_source.reconcile(
             self.source,
             mirror=self.mirror,
             cache=self.cache,
             store=self.store,
-            runs=self.runs,
+            runs=runs or self.runs,
             secrets=EnvironmentSecrets({}),
+            changes=changes,
             now=NOW,
             previous=self.status,
+            progress=progress,
         )
         self.status = outcome.status
         return outcome
@@ -308,3 +318,61 @@ def test_an_object_changed_behind_the_syncs_back_is_put_back(harness: Harness) -
     stored = harness.store.get(key)
     assert stored is not None and stored.document["spec"]["size"] == "4.9G"
     assert harness.store.inventory("default.homelab")[key].drifted is False
+
+
+def _nowhere(harness: Harness) -> str:
+    """A database that does not exist on the harness's server: every connection is refused."""
+    return psycopg.conninfo.make_conninfo(harness.conninfo, dbname="nebula_no_such_database")
+
+
+def test_a_broken_revision_polled_again_and_again_is_told_and_recorded_once(
+    harness: Harness,
+) -> None:
+    # Regression (issue 14.5): a source failing on the same bad revision wrote a history row
+    # (and an event) at every poll, ~1,440 a day.
+    harness.reconcile()
+    models = harness.remote.read("manifests/models.yaml")
+    harness.remote.write("manifests/models.yaml", models.replace("size: 4.9G", "size: lots", 1))
+    harness.remote.commit("Oops")
+
+    first = harness.reconcile()
+    again = [harness.reconcile() for _ in range(3)]
+
+    assert [event.type for event in first.events] == ["Warning"]
+    assert all(result.events == () and result.status == first.status for result in again)
+    results = [run.result for run in harness.runs.latest("default.homelab")]
+    assert results == ["failed", "applied"]
+
+
+def test_a_lock_the_database_cannot_give_fails_as_lock_failed_and_retries(
+    harness: Harness,
+) -> None:
+    outcome = harness.reconcile(runs=History(_nowhere(harness)))
+
+    ready = harness.ready()
+    assert ready is not None and (ready.status, ready.reason) == ("False", git_source.LOCK_FAILED)
+    assert outcome.transient
+    assert harness.writes() == []
+
+
+def test_following_merged_changes_that_fails_leaves_the_sync_applied(harness: Harness) -> None:
+    # Side work after the apply: the change store does not answer.
+    outcome = harness.reconcile(changes=ChangeStore(_nowhere(harness)))
+
+    ready = harness.ready()
+    assert ready is not None and (ready.status, ready.reason) == ("True", git_source.APPLIED)
+    assert not outcome.transient
+
+
+def test_reconciling_tells_a_new_revision_loading_and_applying_and_a_poll_tells_nothing(
+    harness: Harness,
+) -> None:
+    told: list[str] = []
+    commit = harness.remote.commit("Nothing changes but the revision")
+
+    harness.reconcile(progress=told.append)
+    first = list(told)
+    harness.reconcile(progress=told.append)
+
+    assert first == [f"loading {commit[:7]}", "applying 26 objects, pruning 0"]
+    assert told == first  # the second pass found the same revision applied: nothing to tell
