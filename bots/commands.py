@@ -7,6 +7,11 @@ the change-request core (:class:`nebula.changes.ChangeService`), which validates
 whole before anything is committed and returns the same change for the same request. Replies
 are data (text, an embed-like summary, ephemeral or not), never discord.py objects.
 
+Every command takes a ``checked`` callback (:data:`Checked`) and calls it once the request
+passed the checks that need no git (who may, the arguments, the rate limit), right before the
+slow part: the Discord bot shows "thinking…" only then, so a refusal answers at once and only
+its caller sees it.
+
 Blocking (PostgreSQL, git): the Discord bot calls these from a worker thread. Nothing here
 keeps state between calls, so one :class:`Handlers` serves every guild at once.
 """
@@ -41,6 +46,7 @@ __all__ = [
     "UNKNOWN_GUILD",
     "BotConfigSource",
     "Caller",
+    "Checked",
     "Embed",
     "Field",
     "Handlers",
@@ -81,6 +87,12 @@ UNAVAILABLE = "Nebula could not reach {what} just now; nothing was changed. Try 
 Clock = Callable[[], datetime.datetime]
 BotConfigSource = Callable[[], BotConfig | None]
 """Returns the BotConfig the bot runs with now; None while there is none."""
+Checked = Callable[[], None]
+"""Called once a request passed its quick checks, before the slow part (see the module doc)."""
+
+
+def _go_on() -> None:
+    """The :data:`Checked` of a caller with nothing to announce: it answers at the end."""
 
 
 def _utcnow() -> datetime.datetime:
@@ -181,8 +193,8 @@ class Handlers:
         """The polite ephemeral refusal for this caller, or None when it may go on.
 
         Mutating commands need a role of ``permissions.openChanges``, the others one of
-        ``permissions.viewState``, in a guild the BotConfig serves. Cheap (no git): the Discord
-        bot asks this before it defers, so a refusal never shows "thinking" to the channel.
+        ``permissions.viewState``, in a guild the BotConfig serves. Cheap (no git): every
+        command asks it before it calls its ``checked``.
         """
         found = self._guild(caller)
         if isinstance(found, Reply):
@@ -206,10 +218,11 @@ class Handlers:
 
     # --- Reading ---------------------------------------------------------------------------
 
-    def status(self, caller: Caller) -> Reply:
+    def status(self, caller: Caller, *, checked: Checked = _go_on) -> Reply:
         """``/nebula status``: each GitSource's applied revision, and what is not Ready."""
         if (refused := self.refusal(caller, mutating=False)) is not None:
             return refused
+        checked()
         state = overview.overview(self._store)
         fields = [
             Field(
@@ -233,10 +246,11 @@ class Handlers:
         embed = Embed("Homelab status", summary, tuple(fields), GREEN if state.healthy else ORANGE)
         return Reply(summary, embed)
 
-    def nodes(self, caller: Caller) -> Reply:
+    def nodes(self, caller: Caller, *, checked: Checked = _go_on) -> Reply:
         """``/nebula nodes``: the nebulanodes table (NAME ROLE GPU VRAM READY)."""
         if (refused := self.refusal(caller, mutating=False)) is not None:
             return refused
+        checked()
         rows = overview.node_rows(self._store)
         if not rows:
             return Reply("No NebulaNode is declared yet.")
@@ -246,10 +260,11 @@ class Handlers:
         lines = ["   ".join(map(str.ljust, row, widths)).rstrip() for row in table]
         return Reply("```\n" + _lines(lines, _MAX_TEXT - 8) + "\n```")
 
-    def changes(self, caller: Caller) -> Reply:
+    def changes(self, caller: Caller, *, checked: Checked = _go_on) -> Reply:
         """``/nebula changes``: the changes that wait for someone, newest first, with links."""
         if (refused := self.refusal(caller, mutating=False)) is not None:
             return refused
+        checked()
         waiting = self._changes.store.list(states=requests.LIVE, source=self._changes.source_id)
         if not waiting:
             return Reply("No change waits for approval.")
@@ -267,41 +282,53 @@ class Handlers:
 
     # --- Proposing -------------------------------------------------------------------------
 
-    def model_add(self, caller: Caller, *, model: str, node: str) -> Reply:
+    def model_add(
+        self, caller: Caller, *, model: str, node: str, checked: Checked = _go_on
+    ) -> Reply:
         """``/nebula model add``: proposes placing a model on one more node."""
         return self._propose(
             caller,
             lambda namespace: intents.AddModelToNode(namespace=namespace, model=model, node=node),
+            checked=checked,
         )
 
-    def model_remove(self, caller: Caller, *, model: str, node: str) -> Reply:
+    def model_remove(
+        self, caller: Caller, *, model: str, node: str, checked: Checked = _go_on
+    ) -> Reply:
         """``/nebula model remove``: proposes taking a model off a node."""
         return self._propose(
             caller,
             lambda namespace: intents.RemoveModelFromNode(
                 namespace=namespace, model=model, node=node
             ),
+            checked=checked,
         )
 
-    def service_image(self, caller: Caller, *, service: str, image: str) -> Reply:
+    def service_image(
+        self, caller: Caller, *, service: str, image: str, checked: Checked = _go_on
+    ) -> Reply:
         """``/nebula service image``: proposes running a service from another image."""
         return self._propose(
             caller,
             lambda namespace: intents.SetServiceImage(
                 namespace=namespace, service=service, image=image
             ),
+            checked=checked,
         )
 
-    def service_scale(self, caller: Caller, *, service: str, replicas: int) -> Reply:
+    def service_scale(
+        self, caller: Caller, *, service: str, replicas: int, checked: Checked = _go_on
+    ) -> Reply:
         """``/nebula service scale``: proposes running more or fewer copies of a service."""
         return self._propose(
             caller,
             lambda namespace: intents.ScaleService(
                 namespace=namespace, service=service, replicas=replicas
             ),
+            checked=checked,
         )
 
-    def feature(self, caller: Caller, *, name: str, state: str) -> Reply:
+    def feature(self, caller: Caller, *, name: str, state: str, checked: Checked = _go_on) -> Reply:
         """``/nebula feature``: proposes switching a bot feature on or off in this guild."""
         if (refused := self.refusal(caller, mutating=True)) is not None:
             return refused
@@ -319,9 +346,11 @@ class Handlers:
                 guild=caller.guild_id,
             )
 
-        return self._propose(caller, toggle)
+        return self._propose(caller, toggle, checked=checked)
 
-    def _propose(self, caller: Caller, build: Callable[[str], Intent]) -> Reply:
+    def _propose(
+        self, caller: Caller, build: Callable[[str], Intent], *, checked: Checked
+    ) -> Reply:
         """Opens the change ``build`` describes, after every check; see the module docstring."""
         # Who may: the guild's openChanges roles.
         if (refused := self.refusal(caller, mutating=True)) is not None:
@@ -350,7 +379,9 @@ class Handlers:
             if count >= limit:
                 return Reply(RATE_LIMITED.format(count=count, limit=limit), ephemeral=True)
 
-        # The change itself: validated whole by the service before anything is committed.
+        # The change itself: validated whole by the service before anything is committed. This
+        # is the slow part (git), which the caller may want to announce.
+        checked()
         try:
             change = self._changes.open(
                 intent, requester=person, origin="discord", reply_to=caller.reply_to()

@@ -4,13 +4,18 @@ Run by ``nebula bot discord`` (:mod:`bots.cli`) through :func:`serve`. Thin glue
 
 - the ``/nebula`` command tree (:class:`NebulaGroup` with its ``model`` and ``service``
   subgroups): each callback turns the interaction into a :class:`bots.commands.Caller`, runs
-  the plain handler in a worker thread (it may do git work: the answer is deferred first) and
+  the plain handler in a worker thread (:func:`respond`: a refusal answers at once, for its
+  caller only; "thinking…" is shown once the handler passed its quick checks, before git) and
   turns the :class:`bots.commands.Reply` into a message; autocomplete asks the handlers too;
 - :meth:`NebulaBot.apply` carries out what :class:`bots.live.LiveConfig` says differs
   (nickname through ``guild.me.edit``, the presence through ``change_presence``, an avatar only
   when its URL changed) for the :class:`bots.reloading.Reloader`, which reports the generation;
 - :meth:`NebulaBot.post` implements :class:`bots.stream.Sender`: change notices
-  (:mod:`bots.notifications`) and go-live posts reach Discord through it.
+  (:mod:`bots.notifications`) and go-live posts reach Discord through it;
+- :func:`serve` runs it: while Discord cannot be reached it says so in one line
+  (:data:`UNREACHABLE`) and tries again after 1 s, 2 s, 4 s … up to 60 s; a refused token
+  ends it (ConfigurationError); a dropped gateway is discord.py's to reconnect, told in one
+  line too (:data:`RECONNECTING`), without its traceback.
 
 Who may do what, what a change is and what a notice says are decided elsewhere; nothing here
 holds a rule of its own.
@@ -20,11 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Literal
 
+import aiohttp
 import discord
 import httpx
 from discord import app_commands
@@ -34,6 +41,11 @@ from nebula import errors
 from nebula.resources.bot_config import BotConfig
 
 __all__ = [
+    "FIRST_RETRY",
+    "LAST_RETRY",
+    "RECONNECTING",
+    "UNREACHABLE",
+    "Connector",
     "DiscordSender",
     "ModelGroup",
     "NebulaBot",
@@ -43,12 +55,13 @@ __all__ = [
     "caller_of",
     "embed_of",
     "respond",
+    "retry_delays",
     "serve",
 ]
 
 log = logging.getLogger("nebula.bots.discord")
 
-Work = Callable[[commands.Caller], commands.Reply]
+Work = Callable[[commands.Caller, commands.Checked], commands.Reply]
 Complete = Callable[[commands.Caller, str], list[str]]
 _ACTIVITY_TYPES = {
     "playing": discord.ActivityType.playing,
@@ -57,6 +70,18 @@ _ACTIVITY_TYPES = {
     "competing": discord.ActivityType.competing,
 }
 _WENT_WRONG = "Something went wrong on Nebula's side; nothing was changed. Try again shortly."
+
+UNREACHABLE = "Discord is unreachable (%s): retrying in %s s"
+"""Logged (warning) once per failed attempt to log in: why, and the delay before the next."""
+RECONNECTING = "Discord dropped the gateway (%s): reconnecting in %s s"
+"""Logged (warning) instead of discord.py's traceback each time it reconnects the gateway."""
+FIRST_RETRY, LAST_RETRY = 1.0, 60.0
+"""Seconds before the first new attempt to reach Discord, and the most between two."""
+_DISCORD_RECONNECT = "Attempting a reconnect in %.2fs"  # what discord.Client.connect logs
+
+Connector = Callable[[], aiohttp.BaseConnector]
+"""Makes the connection a login goes through (one per attempt: discord.py closes it after)."""
+Sleep = Callable[[float], Awaitable[object]]
 
 
 def caller_of(interaction: discord.Interaction) -> commands.Caller:
@@ -101,33 +126,41 @@ def activity_of(activity: live.Activity | None) -> discord.BaseActivity | None:
     return discord.Activity(type=kind, name=activity.text)
 
 
-async def respond(
-    interaction: discord.Interaction,
-    handlers: commands.Handlers,
-    work: Work,
-    *,
-    mutating: bool,
-) -> None:
-    """Answers one command: a refusal at once (ephemeral), else defers and follows up.
+async def respond(interaction: discord.Interaction, work: Work, *, mutating: bool) -> None:
+    """Answers one command: a refusal at once, else "thinking…" once it passed its checks,
+    then the reply.
 
-    The work runs in a thread: it reads PostgreSQL and may commit and push. A reply meant for
-    the caller only replaces the deferred answer, which everyone would see.
+    The work runs in a thread (it reads PostgreSQL and may commit and push) and calls its
+    ``checked`` before the slow part, which defers the answer from that thread. A mutating
+    command thinks for its caller only, since the repository may still refuse it; a reading
+    one thinks in public. When the reply is meant for other eyes than the thinking was, the
+    thinking is deleted and the reply follows up in its place.
     """
-    caller = caller_of(interaction)
-    refused = await asyncio.to_thread(handlers.refusal, caller, mutating=mutating)
-    if refused is not None:
-        await interaction.response.send_message(refused.text, ephemeral=True)
-        return
-    await interaction.response.defer(thinking=True)
+    loop = asyncio.get_running_loop()
+
+    def checked() -> None:
+        # Discord wants a first answer within 3 s: the quick checks fit, git may not.
+        thinking = interaction.response.defer(thinking=True, ephemeral=mutating)
+        asyncio.run_coroutine_threadsafe(thinking, loop).result()
+
     try:
-        reply = await asyncio.to_thread(work, caller)
+        reply = await asyncio.to_thread(work, caller_of(interaction), checked)
     # A bug or an outage the handler did not expect: the caller must not wait forever.
     except Exception:
         log.exception(
             "/%s failed", interaction.command.qualified_name if interaction.command else ""
         )
         reply = commands.Reply(_WENT_WRONG, ephemeral=True)
-    if reply.ephemeral:
+    # Refused before thinking: the answer is the first and only one.
+    if not interaction.response.is_done():
+        if reply.embed is not None:
+            await interaction.response.send_message(
+                embed=embed_of(reply.embed), ephemeral=reply.ephemeral
+            )
+        else:
+            await interaction.response.send_message(reply.text, ephemeral=reply.ephemeral)
+        return
+    if reply.ephemeral != mutating:
         await interaction.delete_original_response()
     # The card says what the text says: one of them, not both.
     if reply.embed is not None:
@@ -157,8 +190,9 @@ class ModelGroup(app_commands.Group, name="model", description="Place AI models 
         handlers = self.handlers
         await respond(
             interaction,
-            handlers,
-            lambda caller: handlers.model_add(caller, model=model, node=node),
+            lambda caller, checked: handlers.model_add(
+                caller, model=model, node=node, checked=checked
+            ),
             mutating=True,
         )
 
@@ -169,8 +203,9 @@ class ModelGroup(app_commands.Group, name="model", description="Place AI models 
         handlers = self.handlers
         await respond(
             interaction,
-            handlers,
-            lambda caller: handlers.model_remove(caller, model=model, node=node),
+            lambda caller, checked: handlers.model_remove(
+                caller, model=model, node=node, checked=checked
+            ),
             mutating=True,
         )
 
@@ -203,8 +238,9 @@ class ServiceGroup(app_commands.Group, name="service", description="Change what 
         handlers = self.handlers
         await respond(
             interaction,
-            handlers,
-            lambda caller: handlers.service_image(caller, service=service, image=image),
+            lambda caller, checked: handlers.service_image(
+                caller, service=service, image=image, checked=checked
+            ),
             mutating=True,
         )
 
@@ -220,8 +256,9 @@ class ServiceGroup(app_commands.Group, name="service", description="Change what 
         handlers = self.handlers
         await respond(
             interaction,
-            handlers,
-            lambda caller: handlers.service_scale(caller, service=service, replicas=replicas),
+            lambda caller, checked: handlers.service_scale(
+                caller, service=service, replicas=replicas, checked=checked
+            ),
             mutating=True,
         )
 
@@ -259,12 +296,22 @@ class NebulaGroup(
     @app_commands.command(name="status", description="Sync revisions, and what is not Ready")
     async def status(self, interaction: discord.Interaction) -> None:
         """Shows each GitSource's revision and what is not Ready."""
-        await respond(interaction, self.handlers, self.handlers.status, mutating=False)
+        handlers = self.handlers
+        await respond(
+            interaction,
+            lambda caller, checked: handlers.status(caller, checked=checked),
+            mutating=False,
+        )
 
     @app_commands.command(name="nodes", description="The machines: role, GPU, VRAM, Ready")
     async def nodes(self, interaction: discord.Interaction) -> None:
         """Shows the nebulanodes table."""
-        await respond(interaction, self.handlers, self.handlers.nodes, mutating=False)
+        handlers = self.handlers
+        await respond(
+            interaction,
+            lambda caller, checked: handlers.nodes(caller, checked=checked),
+            mutating=False,
+        )
 
     @app_commands.command(name="feature", description="Propose switching a bot feature here")
     @app_commands.describe(name="The feature, e.g. streamNotifications", state="on or off")
@@ -275,8 +322,9 @@ class NebulaGroup(
         handlers = self.handlers
         await respond(
             interaction,
-            handlers,
-            lambda caller: handlers.feature(caller, name=name, state=state),
+            lambda caller, checked: handlers.feature(
+                caller, name=name, state=state, checked=checked
+            ),
             mutating=True,
         )
 
@@ -289,17 +337,42 @@ class NebulaGroup(
     @app_commands.command(name="changes", description="Changes that wait, with their links")
     async def list_changes(self, interaction: discord.Interaction) -> None:
         """Lists the open changes."""
-        await respond(interaction, self.handlers, self.handlers.changes, mutating=False)
+        handlers = self.handlers
+        await respond(
+            interaction,
+            lambda caller, checked: handlers.changes(caller, checked=checked),
+            mutating=False,
+        )
 
 
 class DiscordSender(discord.Client):
     """Posts in Discord channels (:class:`bots.stream.Sender`); needs only a login, no gateway
     session, so the stream bot's process posts go-lives through one of its own."""
 
-    def __init__(self, **client: Any) -> None:
+    def __init__(self, *, connector: Connector | None = None, **client: Any) -> None:
         # Guilds only: interactions carry the caller's roles, so no privileged intent is needed.
-        # ``client``: discord.Client's own options (connector=, proxy=, ...), passed through.
+        # ``connector``: what each login goes through (None: discord.py's own, to discord.com).
+        # ``client``: discord.Client's own options (proxy=, ...), passed through.
         super().__init__(intents=discord.Intents(guilds=True), **client)
+        self._connector = connector
+
+    async def log_in(self, token: str) -> None:
+        """Logs in (:meth:`discord.Client.login`) on a connection of its own; safe to repeat
+        after it failed, which closes what the attempt opened.
+
+        Raises LoginFailure for a refused token, and what aiohttp or discord.py raise when
+        Discord does not answer.
+        """
+        # discord.py opens a session on its HTTP client's connector at each login and the
+        # session closes that connector: every attempt needs a new one (MISSING: its default).
+        self.http.connector = (
+            self._connector() if self._connector is not None else discord.utils.MISSING
+        )
+        try:
+            await self.login(token)
+        except BaseException:
+            await self.http.close()  # this attempt's session, or an "Unclosed" warning later
+            raise
 
     async def post(
         self, guild: str, channel: str, text: str, *, mention_role: str | None = None
@@ -446,6 +519,14 @@ def _nickname(nickname: str | None) -> Callable[[discord.Member], Awaitable[obje
     return edit
 
 
+def retry_delays() -> Iterator[float]:
+    """The delays between attempts to reach Discord: 1 s, doubling, then 60 s each time."""
+    delay = FIRST_RETRY
+    while True:
+        yield delay
+        delay = min(delay * 2, LAST_RETRY)
+
+
 async def serve(
     *,
     bot: NebulaBot,
@@ -454,12 +535,15 @@ async def serve(
     announcer: notifications.Announcer,
     conninfo: str,
     stop: asyncio.Event,
+    sleep: Sleep = asyncio.sleep,
 ) -> None:
     """Runs the bot until ``stop`` is set: connect, keep the BotConfig applied, post notices.
 
-    Connects to Discord for real (the token must be a bot token): the tests build the command
-    tree and run the handlers, but never this. Raises ConfigurationError when Discord refuses
-    the token, and whatever ended the gateway session when it ends by itself.
+    Connects to Discord for real (the token must be a bot token). While Discord cannot be
+    reached it logs :data:`UNREACHABLE` and tries again after each of :func:`retry_delays`
+    (waited out with ``sleep``); ``stop`` ends it during a wait or an attempt too. Raises
+    ConfigurationError when Discord refuses the token, and whatever ended the gateway session
+    when it ends by itself.
     """
     bot.connection_changed = reloader.report
 
@@ -468,14 +552,9 @@ async def serve(
 
     bot.joined = rejoin
     stopping = threading.Event()
-    async with bot:
-        try:
-            await bot.login(token)
-        # A wrong or revoked token: only the user can fix it.
-        except discord.LoginFailure:
-            raise errors.ConfigurationError(
-                "Discord refused the bot token: copy it again from the developer portal"
-            ) from None
+    async with bot, _one_line_reconnects():
+        if not await _log_in(bot, token, stop=stop, sleep=sleep):
+            return  # stopped before Discord answered
         connecting = asyncio.create_task(bot.connect(), name="discord-gateway")
         ready = asyncio.create_task(bot.wait_until_ready(), name="discord-ready")
         await asyncio.wait({connecting, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -503,3 +582,73 @@ async def serve(
             await reloader.report()
         if isinstance(ended[0], Exception):
             raise ended[0]
+
+
+async def _log_in(bot: DiscordSender, token: str, *, stop: asyncio.Event, sleep: Sleep) -> bool:
+    """Logs in, trying again while Discord does not answer; False when ``stop`` came first."""
+    delays = retry_delays()
+    while True:
+        try:
+            return await _unless_stopped(bot.log_in(token), stop)
+        # A wrong or revoked token: only the user can fix it.
+        except discord.LoginFailure:
+            raise errors.ConfigurationError(
+                "Discord refused the bot token: copy it again from the developer portal"
+            ) from None
+        # No answer (no DNS, refused, TLS, a timeout) or Discord's own trouble (5xx): it may
+        # answer in a moment, so wait and try again.
+        except (OSError, aiohttp.ClientError, discord.DiscordServerError) as error:
+            delay = next(delays)
+            log.warning(UNREACHABLE, _why(error), f"{delay:g}")
+        if not await _unless_stopped(sleep(delay), stop):
+            return False
+
+
+async def _unless_stopped(work: Awaitable[object], stop: asyncio.Event) -> bool:
+    """Awaits ``work`` (raising what it raises) unless ``stop`` is set first, which cancels
+    it: returns whether it finished."""
+    doing = asyncio.ensure_future(work)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({doing, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not doing.done():
+            doing.cancel()
+        await asyncio.gather(doing, stopped, return_exceptions=True)
+    if doing.cancelled():
+        return False
+    doing.result()
+    return True
+
+
+def _why(error: BaseException) -> str:
+    """An error in a few words, for a log line."""
+    return str(error) or type(error).__name__
+
+
+class _OneLineReconnect(logging.Filter):
+    """Turns discord.py's "Attempting a reconnect" with its traceback into :data:`RECONNECTING`
+    (a filter may rewrite the records it passes)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == _DISCORD_RECONNECT and record.exc_info and record.exc_info[1]:
+            delay = record.args[0] if isinstance(record.args, tuple) and record.args else 0
+            record.msg = RECONNECTING
+            record.args = (_why(record.exc_info[1]), f"{delay:.2g}")
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+@contextlib.asynccontextmanager
+async def _one_line_reconnects() -> AsyncIterator[None]:
+    """:class:`_OneLineReconnect` on discord.py's client logger while the bot runs (async:
+    it sits in ``serve``'s ``async with`` next to the client)."""
+    found = _OneLineReconnect()
+    logger = logging.getLogger("discord.client")
+    logger.addFilter(found)
+    try:
+        yield
+    finally:
+        logger.removeFilter(found)

@@ -10,10 +10,16 @@ discord.py is patched. A second, plain-HTTP site serves the images an avatar URL
 
 The gateway speaks what Discord documents: HELLO (op 10), IDENTIFY (op 2) answered with READY
 and one GUILD_CREATE per guild (op 0), heartbeats (op 1) acknowledged (op 11), presence
-updates (op 3) recorded; ``compress=zlib-stream`` is honoured. The REST side answers the
-routes the bot uses and records every call; anything else (an unknown route, opcode or a
-wrong token) is logged at ERROR and kept in :attr:`FakeDiscord.unexpected`, which the tests
-require to be empty.
+updates (op 3) recorded, RESUME (op 6) answered with RESUMED; ``compress=zlib-stream`` is
+honoured. :meth:`FakeDiscord.interact` sends an INTERACTION_CREATE as Discord does when
+someone runs a slash command, and every answer to it (the interaction callback, follow-ups,
+edits and deletes of the original response, which take no bot token) is kept in
+:attr:`FakeDiscord.answers`. The REST side answers the routes the bot uses and records every
+call; anything else (an unknown route, opcode or a wrong token) is logged at ERROR and kept in
+:attr:`FakeDiscord.unexpected`, which the tests require to be empty.
+
+Its ports are taken when it is made, and refuse connections until :meth:`FakeDiscord.start`:
+a bot given its :meth:`FakeDiscord.connector` before that finds Discord unreachable.
 """
 
 from __future__ import annotations
@@ -39,13 +45,15 @@ import aiohttp
 import aiohttp.abc
 from aiohttp import web
 
-__all__ = ["AVATAR_PNG", "Call", "FakeDiscord", "FakeGuild", "until"]
+__all__ = ["AVATAR_PNG", "EPHEMERAL", "Call", "FakeDiscord", "FakeGuild", "Interaction", "until"]
 
 log = logging.getLogger("tests.fake_discord")
 
 API = "/api/v10"
 HOSTS = ("discord.com", "gateway.discord.gg")
 _DISCORD_EPOCH_MS = 1420070400000
+EPHEMERAL = 64
+"""The message flag of an answer only its caller sees."""
 _ids = itertools.count(1)
 
 
@@ -89,6 +97,14 @@ class Call:
     method: str
     path: str  # without the /api/v10 prefix
     body: Any  # the JSON body, None without one
+
+
+@dataclasses.dataclass(frozen=True)
+class Interaction:
+    """A slash command someone ran (:meth:`FakeDiscord.interact`): its id and token."""
+
+    id: str
+    token: str
 
 
 async def until(check: Callable[[], bool], *, timeout: float = 10.0, what: str = "") -> None:
@@ -200,41 +216,57 @@ class FakeDiscord:
         self.cdn_hits = 0
         self.refused_commands: set[str] = set()
         """Guilds where registering commands fails (403: invited without that scope)."""
+        self.gateway_down = 0
+        """How many of the next gateway connections are refused (503: an outage)."""
+        self.answers: list[Call] = []
+        """Every answer to an interaction (callbacks, follow-ups, their edits), in order."""
+        self.commands: dict[str, dict[str, str]] = {}
+        """The registered commands' ids: guild ('' for global) -> name -> id."""
+        self._interactions: dict[str, tuple[str, str]] = {}  # token -> guild, channel
         self._sequence = 0
+        self._send: Callable[..., Any] | None = None  # into the latest gateway session
+        self._sessions: list[web.WebSocketResponse] = []
         self._app = web.Application()
         self._app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner: web.AppRunner | None = None
-        self._client_ssl: ssl.SSLContext | None = None
-        self.port = 0
-        self.cdn_port = 0
+        self._certificate: tuple[pathlib.Path, pathlib.Path] | None = None
+        # Bound now, listening once started: until then a connection is refused.
+        self._tls, self._plain = _free_socket(), _free_socket()
+        self.port: int = self._tls.getsockname()[1]
+        self.cdn_port: int = self._plain.getsockname()[1]
 
     # -- running ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listens on two free ports of 127.0.0.1: TLS (Discord) and plain HTTP (the CDN)."""
-        cert, key = make_certificate(self.folder)
+        """Listens on its two ports of 127.0.0.1: TLS (Discord) and plain HTTP (the CDN)."""
+        cert, key = self._certificates()
         server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_ssl.load_cert_chain(cert, key)
-        self._client_ssl = ssl.create_default_context(cafile=str(cert))
         self._runner = web.AppRunner(self._app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        tls, plain = _free_socket(), _free_socket()
-        self.port, self.cdn_port = tls.getsockname()[1], plain.getsockname()[1]
-        await web.SockSite(self._runner, tls, ssl_context=server_ssl).start()
-        await web.SockSite(self._runner, plain).start()
+        await web.SockSite(self._runner, self._tls, ssl_context=server_ssl).start()
+        await web.SockSite(self._runner, self._plain).start()
 
     async def close(self) -> None:
         """Stops listening and closes what is still connected."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self._tls.close()
+        self._plain.close()
 
     def connector(self) -> aiohttp.TCPConnector:
-        """What ``discord.Client(connector=...)`` takes to talk to this fake (and only it)."""
-        assert self._client_ssl is not None, "start the fake first"
+        """A connection to this fake (and only it), as ``discord.Client(connector=...)`` takes
+        one; usable before :meth:`start` (the port then refuses)."""
+        client_ssl = ssl.create_default_context(cafile=str(self._certificates()[0]))
         return aiohttp.TCPConnector(
-            limit=0, ssl=self._client_ssl, resolver=_Resolver(self.port, self.unexpected)
+            limit=0, ssl=client_ssl, resolver=_Resolver(self.port, self.unexpected)
         )
+
+    def _certificates(self) -> tuple[pathlib.Path, pathlib.Path]:
+        if self._certificate is None:
+            self._certificate = make_certificate(self.folder)
+        return self._certificate
 
     def cdn_url(self, path: str) -> str:
         """A plain-HTTP URL of the fake CDN (an avatarUrl the bot downloads with httpx)."""
@@ -260,6 +292,78 @@ class FakeDiscord:
         beats = sum(1 for p in self.gateway if p.get("op") == 1)
         return len(self.calls) + len(self.gateway) - beats
 
+    def answers_to(self, interaction: Interaction) -> list[Call]:
+        """The answers to one interaction, in order: its callback, then follow-ups and edits."""
+        paths = (f"/interactions/{interaction.id}/", f"/webhooks/{self.application_id}/"
+                 f"{interaction.token}")  # fmt: skip
+        return [c for c in self.answers if c.path.startswith(paths)]
+
+    async def interact(
+        self,
+        *,
+        guild: str,
+        channel: str,
+        user: tuple[str, str],
+        roles: list[str],
+        command: str,
+        **options: str | int,
+    ) -> Interaction:
+        """Runs a slash command as ``user`` (id, name) holding ``roles`` (ids) would: an
+        INTERACTION_CREATE on the gateway. ``command`` is its path below ``/nebula``
+        (``"service image"``), ``options`` its arguments."""
+        assert self._send is not None, "no gateway session to send the interaction on"
+        interaction = Interaction(_snowflake(), f"interaction-token-{next(_ids)}")
+        self._interactions[interaction.token] = (guild, channel)
+        *groups, name = command.split()
+        values = [
+            {"name": key, "type": 4 if isinstance(value, int) else 3, "value": value}
+            for key, value in options.items()
+        ]
+        tree: list[dict[str, Any]] = [{"name": name, "type": 1, "options": values}]
+        for group in reversed(groups):
+            tree = [{"name": group, "type": 2, "options": tree}]
+        user_id, username = user
+        member = {
+            **self._member(guild),
+            "user": {"id": user_id, "username": username, "discriminator": "0",
+                     "global_name": None, "avatar": None},
+            "roles": roles,
+            "permissions": "0",
+        }  # fmt: skip
+        found = self.guilds[guild]
+        payload = {
+            "id": interaction.id,
+            "application_id": self.application_id,
+            "type": 2,  # APPLICATION_COMMAND
+            "token": interaction.token,
+            "version": 1,
+            "guild_id": guild,
+            "channel_id": channel,
+            "channel": self._channel_payload(found, channel),
+            "member": member,
+            "app_permissions": "0",
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": guild},
+            "context": 0,  # GUILD
+            "attachment_size_limit": 8 * 1024 * 1024,
+            "data": {
+                "id": self.commands.get(guild, {}).get("nebula", _snowflake()),
+                "name": "nebula",
+                "type": 1,  # CHAT_INPUT
+                "guild_id": guild,
+                "options": tree,
+            },
+        }
+        await self._send(0, payload, "INTERACTION_CREATE")
+        return interaction
+
+    async def drop_gateway(self) -> None:
+        """Closes the gateway sessions, as Discord does now and then (code 1000)."""
+        for session in self._sessions:
+            await session.close(code=1000)
+
     def _wrong(self, what: str) -> None:
         self.unexpected.append(what)
         log.error("the fake Discord cannot answer: %s", what)
@@ -274,7 +378,10 @@ class FakeDiscord:
         if host == "gateway.discord.gg" and request.path == "/" and request.method == "GET":
             return await self._gateway(request)
         if host == "discord.com" and request.path.startswith(API + "/"):
-            return await self._rest(request, request.path[len(API) :])
+            path = request.path[len(API) :]
+            if path.startswith(("/interactions/", "/webhooks/")):
+                return await self._answer(request, path)
+            return await self._rest(request, path)
         self._wrong(f"{request.method} {request.host}{request.path_qs}")
         return _json({"message": "404: Not Found", "code": 0}, status=404)
 
@@ -353,6 +460,7 @@ class FakeDiscord:
             }
             if guild is not None:
                 registered["guild_id"] = guild
+            self.commands.setdefault(guild or "", {})[command["name"]] = registered["id"]
             answered.append(registered)
         return _json(answered)
 
@@ -411,25 +519,80 @@ class FakeDiscord:
         guild = self._guild_of(channel)
         if guild is None:
             return _json({"message": "Unknown Channel", "code": 10003}, status=404)
+        return _json(self._message(guild.id, channel, body))
+
+    def _message(self, guild: str, channel: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": _snowflake(),
+            "type": 0,
+            "channel_id": channel,
+            "guild_id": guild,
+            "author": self.user,
+            "content": body.get("content") or "",
+            "timestamp": datetime.datetime.now(datetime.UTC).isoformat(),
+            "edited_timestamp": None,
+            "tts": bool(body.get("tts")),
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": body.get("embeds") or [],
+            "pinned": False,
+            "flags": body.get("flags") or 0,
+            "components": [],
+        }
+
+    # -- answers to interactions -------------------------------------------------------------------
+
+    async def _answer(self, request: web.Request, path: str) -> web.Response:
+        """An interaction's callback, follow-ups and original response (no bot token: the
+        interaction's own token is in the path)."""
+        body = await request.json() if request.can_read_body else None
+        method = request.method
+        app = self.application_id
+        callback = re.fullmatch(r"/interactions/(?P<id>\d+)/(?P<token>[^/]+)/callback", path)
+        webhook = re.fullmatch(
+            rf"/webhooks/{app}/(?P<token>[^/]+)(?P<original>/messages/@original)?", path
+        )
+        found = callback or webhook
+        if found is None or found["token"] not in self._interactions:
+            self._wrong(f"{method} {path}: no such interaction")
+            return _json({"message": "Unknown interaction", "code": 10062}, status=404)
+        guild, channel = self._interactions[found["token"]]
+        original = webhook is not None and webhook["original"] is not None
+        if callback is not None and method == "POST":
+            self.answers.append(Call(method, path, body))
+            return self._callback(callback["id"], guild, channel, body)
+        if (
+            webhook is not None
+            and method in ("POST", "PATCH", "DELETE")
+            and (original or method == "POST")
+        ):
+            self.answers.append(Call(method, path, body))
+            if method == "DELETE":
+                return web.Response(status=204)
+            return _json(self._message(guild, channel, body))
+        self._wrong(f"{method} {path}")
+        return _json({"message": "405: Method Not Allowed", "code": 0}, status=405)
+
+    def _callback(self, id_: str, guild: str, channel: str, body: Any) -> web.Response:
+        """The first answer (``with_response``): a message (type 4) or "thinking" (type 5)."""
+        kind = body["type"]
+        flags = (body.get("data") or {}).get("flags") or 0
+        message = self._message(guild, channel, {**(body.get("data") or {}), "flags": flags})
+        resource: dict[str, Any] = {"type": kind}
+        if kind == 4:  # CHANNEL_MESSAGE_WITH_SOURCE
+            resource["message"] = message
         return _json(
             {
-                "id": _snowflake(),
-                "type": 0,
-                "channel_id": channel,
-                "guild_id": guild.id,
-                "author": self.user,
-                "content": body.get("content") or "",
-                "timestamp": datetime.datetime.now(datetime.UTC).isoformat(),
-                "edited_timestamp": None,
-                "tts": bool(body.get("tts")),
-                "mention_everyone": False,
-                "mentions": [],
-                "mention_roles": [],
-                "attachments": [],
-                "embeds": body.get("embeds") or [],
-                "pinned": False,
-                "flags": 0,
-                "components": [],
+                "interaction": {
+                    "id": id_,
+                    "type": 2,
+                    "response_message_id": message["id"],
+                    "response_message_loading": kind == 5,
+                    "response_message_ephemeral": bool(flags & EPHEMERAL),
+                },
+                "resource": resource,
             }
         )
 
@@ -471,6 +634,9 @@ class FakeDiscord:
             self._wrong(f"gateway connection {request.query_string}")
             return web.Response(status=400)
         self.connections.append(request.query_string)
+        if self.gateway_down > 0:
+            self.gateway_down -= 1
+            return web.Response(status=503, text="upstream connect error")
         socket_ = web.WebSocketResponse()
         await socket_.prepare(request)
         compressor = zlib.compressobj() if request.query.get("compress") == "zlib-stream" else None
@@ -487,6 +653,8 @@ class FakeDiscord:
                 framed = compressor.compress(text.encode()) + compressor.flush(zlib.Z_SYNC_FLUSH)
                 await socket_.send_bytes(framed)
 
+        self._send = send
+        self._sessions.append(socket_)
         await send(10, {"heartbeat_interval": 41250})
         async for message in socket_:
             if message.type != aiohttp.WSMsgType.TEXT:
@@ -501,8 +669,11 @@ class FakeDiscord:
                 await self._identify(payload["d"], send)
             elif op == 3:
                 pass  # recorded: the tests look at it
+            elif op == 6:  # RESUME: the session goes on where it was
+                await send(0, {}, "RESUMED")
             else:
                 self._wrong(f"gateway opcode {op}: {payload}")
+        self._sessions.remove(socket_)
         return socket_
 
     async def _identify(self, data: dict[str, Any], send: Callable[..., Any]) -> None:

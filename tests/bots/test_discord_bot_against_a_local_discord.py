@@ -5,132 +5,36 @@ discord.py's real client logs in over HTTPS, opens the gateway, IDENTIFYs and re
 and the example homelab's two guilds; the real :class:`~bots.reloading.Reloader` applies the
 example BotConfig from PostgreSQL, and the real notifications listener posts the moves of a
 change. Nothing of discord.py is patched: the bot reaches the fake only through the
-``connector=`` that ``discord.Client`` takes (:func:`_bot_on`). The one edit to the example is
-its avatarUrl, which points at the fake's CDN so the bot's avatar download stays local.
+``connector=`` that ``discord.Client`` takes (:func:`tests.bots.conftest.discord_bot_on`). The
+one edit to the example is its avatarUrl, which points at the fake's CDN so the bot's avatar
+download stays local (the ``lab`` fixture).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import pathlib
-from collections.abc import AsyncIterator
 
 import discord
 import psycopg
-import pytest
 
-from bots import commands, discord_bot, live, notifications, reloading
 from nebula import bot_reports
 from nebula.changes import Person, requests
-from tests.bots.conftest import ADA, BOTS, CHANNEL, GUILD, LAB_GUILD, UI_URL, Homelab
-from tests.bots.discord_server import AVATAR_PNG, FakeDiscord, FakeGuild, until
+from tests.bots.conftest import (
+    ADA,
+    APPLICATION,
+    BOTS,
+    CHANNEL,
+    GUILD,
+    LAB_GUILD,
+    TOKEN,
+    UI_URL,
+    Homelab,
+    serving,
+)
+from tests.bots.discord_server import AVATAR_PNG, FakeDiscord, until
 
-TOKEN = "MTE4NzY1NDMyMTA5ODc2NTQzMg.fake.local-discord-token"
-APPLICATION = "1187654321098765432"  # the example BotConfig's applicationId
-EXAMPLE_AVATAR = "https://cdn.example.com/nebula/avatar.png"
-GUILDS = [
-    FakeGuild(
-        GUILD,
-        "Nebula Creators",
-        roles={"@everyone": GUILD, "Admins": "500000000000000001",
-               "Homelab Crew": "500000000000000002", "Moderators": "500000000000000011",
-               "Stream Pings": "500000000000000012"},
-        channels={CHANNEL: "nebula", "912345678901234571": "tickets",
-                  "912345678901234572": "welcome", "912345678901234573": "streams",
-                  "912345678901234574": "mod-log", "912345678901234575": "now-playing",
-                  "912345678901234576": "starboard"},
-    ),
-    FakeGuild(
-        LAB_GUILD,
-        "Homelab Lab (testing)",
-        roles={"@everyone": LAB_GUILD, "Admins": "500000000000000021",
-               "Testers": "500000000000000003"},
-        channels={"987654321098765400": "lab"},
-    ),
-]  # fmt: skip
 BEA = Person("Bea Approver", "bea@homelab.example")
-
-
-@pytest.fixture
-async def fake(tmp_path: pathlib.Path) -> AsyncIterator[FakeDiscord]:
-    """The local Discord, with the example's two guilds; nothing unexpected may reach it."""
-    folder = tmp_path / "fake-discord"
-    folder.mkdir()
-    local = FakeDiscord(folder=folder, token=TOKEN, application_id=APPLICATION, guilds=GUILDS)
-    await local.start()
-    try:
-        yield local
-    finally:
-        await local.close()
-    assert local.unexpected == [], local.unexpected
-
-
-@pytest.fixture
-def lab(homelab: Homelab, fake: FakeDiscord) -> Homelab:
-    """The example homelab, its BotConfig's avatar served by the fake's CDN (no network)."""
-    path = "manifests/bots.yaml"
-    text = homelab.remote.read(path)
-    assert EXAMPLE_AVATAR in text
-    homelab.remote.write(path, text.replace(EXAMPLE_AVATAR, fake.cdn_url("nebula/avatar.png")))
-    homelab.remote.commit("The avatar from the local CDN")
-    homelab.sync()
-    config = homelab.bot_config()
-    assert config is not None and config.spec.discord is not None
-    identity = config.spec.discord.guilds[0].identity
-    assert str(identity.avatar_url) == fake.cdn_url("nebula/avatar.png")
-    return homelab
-
-
-def _bot_on(fake: FakeDiscord, handlers: commands.Handlers) -> discord_bot.NebulaBot:
-    """The bot ``nebula bot discord`` builds, connected through the fake's connector (the
-    public ``connector=`` of ``discord.Client``, which NebulaBot passes through)."""
-    return discord_bot.NebulaBot(
-        handlers=handlers, live_config=live.LiveConfig(), connector=fake.connector()
-    )
-
-
-@contextlib.asynccontextmanager
-async def _serving(
-    homelab: Homelab, fake: FakeDiscord
-) -> AsyncIterator[tuple[discord_bot.NebulaBot, reloading.Reloader]]:
-    """Runs :func:`discord_bot.serve` until the block ends; yields once the BotConfig is
-    applied."""
-    bot = _bot_on(fake, homelab.handlers)
-    reloader = reloading.Reloader(
-        conninfo=homelab.conninfo,
-        store=homelab.store,
-        reports=bot_reports.BotReportStore(homelab.conninfo),
-        key=BOTS,
-        bot="discord",
-        apply=bot.apply,
-        connected=bot.connected,
-        poll=0.1,
-    )
-    stop = asyncio.Event()
-    serving = asyncio.create_task(
-        discord_bot.serve(
-            bot=bot,
-            token=TOKEN,
-            reloader=reloader,
-            announcer=notifications.Announcer(homelab.changes.store, ui_url=UI_URL),
-            conninfo=homelab.conninfo,
-            stop=stop,
-        ),
-        name="nebula-bot-under-test",
-    )
-    try:
-        await until(
-            lambda: reloader.watching.is_set() or serving.done(), what="the BotConfig applied"
-        )
-        if serving.done():
-            serving.result()  # it ended before applying anything: say why
-        yield bot, reloader
-    finally:
-        stop.set()
-        await asyncio.wait_for(serving, timeout=10)
-    assert bot.is_closed() and not bot.connected()
 
 
 def _listening_for_changes(conninfo: str) -> bool:
@@ -147,7 +51,7 @@ def _listening_for_changes(conninfo: str) -> bool:
 async def test_the_bot_logs_in_and_applies_the_example_botconfig_once(
     lab: Homelab, fake: FakeDiscord
 ) -> None:
-    async with _serving(lab, fake) as (bot, reloader):
+    async with serving(lab, fake) as (bot, reloader):
         # Logged in with the token, one gateway session for the guilds intent only.
         assert [c.path for c in fake.calls[:2]] == ["/users/@me", "/oauth2/applications/@me"]
         assert len(fake.connections) == 1
@@ -200,7 +104,7 @@ async def test_the_bot_logs_in_and_applies_the_example_botconfig_once(
 async def test_the_moves_of_a_change_are_posted_in_the_channel_it_came_from(
     lab: Homelab, fake: FakeDiscord
 ) -> None:
-    async with _serving(lab, fake):
+    async with serving(lab, fake):
         await until(lambda: _listening_for_changes(lab.conninfo), what="the notices' LISTEN")
         posted_before = len(fake.sent("POST", r"/channels/\d+/messages"))
         assert posted_before == 0
@@ -242,7 +146,7 @@ async def test_commands_refused_in_a_guild_are_registered_by_the_next_apply(
 ) -> None:
     fake.refused_commands.add(GUILD)  # invited without the applications.commands scope
     route = f"/applications/{APPLICATION}/guilds/{GUILD}/commands"
-    async with _serving(lab, fake) as (_bot, reloader):
+    async with serving(lab, fake) as (_bot, reloader):
         assert len(fake.sent("PUT", route)) == 1
         [report] = bot_reports.BotReportStore(lab.conninfo).of(BOTS)
         assert f"commands not registered in guild {GUILD}: Missing Access" in report.message
