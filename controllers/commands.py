@@ -14,11 +14,13 @@ import contextlib
 import difflib
 import getpass
 import io
+import json
 import os
 import pathlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import pydantic
 import rich.console
 import rich.markup
 import ruamel.yaml
@@ -274,20 +276,28 @@ class ChangeCommand:
             one.add_argument("id", type=int)
             if action == "reject":
                 one.add_argument("--reason", default="")
-        actions.add_parser("intents", help="what can be proposed, with each intent's fields")
+        listed = actions.add_parser(
+            "intents", help="what can be proposed: each intent's parameters and what they take"
+        )
+        listed.add_argument(
+            "--output",
+            "-o",
+            choices=("text", "json"),
+            default="text",
+            help="json: the JSON schemas a bot or an assistant is offered (default: text)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Does one action; exit 1 when a change could not be made or merged."""
         if args.action == "intents":
-            for name, schema in changes.intents.schemas().items():
-                fields = ", ".join(k for k in schema.get("properties", {}) if k != "intent")
-                _out.print(f"{name:<24} {fields}", markup=False)
+            _print_intents(args.output)
             return 0
+        # Read before the state is opened: a mistake in a parameter needs no database.
+        intent = _intent(args.intent, args.values) if args.action == "open" else None
         with local.local_state(_config(args)) as state:
             service = local.change_service(state)
             person = _person(args.person)
-            if args.action == "open":
-                intent = changes.intents.parse(intent_arguments(args.intent, args.values))
+            if intent is not None:
                 change = service.open(intent, requester=person, origin="cli")
             elif args.action == "list":
                 for found in service.store.list(states=args.state):
@@ -310,6 +320,38 @@ class ChangeCommand:
 
 
 _STATES = ("open", "approved", "merged", "applied", "rejected", "conflict")
+
+
+def _intent(name: str, pairs: list[str]) -> changes.Intent:
+    """The intent ``name`` with its ``key=value`` words; ConfigurationError says what is wrong."""
+    try:
+        return changes.intents.parse(intent_arguments(name, pairs))
+    # A value that does not fit its parameter: one line naming it and what it takes.
+    except pydantic.ValidationError as error:
+        raise errors.ConfigurationError(changes.intents.explain(error)) from None
+
+
+def _print_intents(output: str) -> None:
+    """Every intent with its parameters, from the JSON schemas the bots and the API offer."""
+    schemas = changes.intents.schemas()
+    if output == "json":
+        _out.print_json(json.dumps(schemas))
+        return
+    for name, schema in schemas.items():
+        _out.print(f"{name}: {schema.get('description', '')}", markup=False)
+        for parameter in changes.intents.parameters(name):
+            if parameter.required:
+                need = "required"
+            elif parameter.default is not None:
+                need = f"default: {parameter.default}"
+            else:
+                need = "optional"
+            # A mapping is given one key at a time (see intent_arguments).
+            word = parameter.name + (".NAME=" if parameter.schema.get("type") == "object" else "=")
+            _out.print(
+                f"  {word:<18} {need:<17} {parameter.accepts}. {parameter.description}",
+                markup=False,
+            )
 
 
 def _print_change(change: changes.ChangeRequest) -> None:
