@@ -168,6 +168,9 @@ class ScaleService(_Namespaced):
         editing.set_path(document, ["spec", "replicas"], self.replicas)
 
 
+_FEATURES: list[pydantic.JsonValue] = list(bot_config.FEATURES)
+
+
 class ToggleBotFeature(_Namespaced):
     """Switch a Discord bot feature on or off, in one guild or all of them."""
 
@@ -177,7 +180,7 @@ class ToggleBotFeature(_Namespaced):
     """The BotConfig."""
     # The enum is for the schema (what a bot, a model or `nebula change intents` offers); the
     # validator below refuses anything else with a message that lists the same names.
-    feature: str = pydantic.Field(json_schema_extra={"enum": list(bot_config.FEATURES)})
+    feature: str = pydantic.Field(json_schema_extra={"enum": _FEATURES})
     """The feature as written in YAML, e.g. streamNotifications."""
     enabled: bool
     """On or off."""

@@ -38,6 +38,7 @@ __all__ = [
     "load_file",
     "load_path",
     "manifest_files",
+    "unread_file",
 ]
 
 DEFAULT_MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -70,12 +71,10 @@ class LoadedFile:
     # not followed): it may have declared anything, so nothing can be called missing.
     parsed: bool = True
 
-    @classmethod
-    def unread(
-        cls, name: str, failure: errors.ManifestError, *, text: str | None = None
-    ) -> LoadedFile:
-        """A file whose documents could not be read, with the error that says why."""
-        return cls(name, text, (), (failure,), parsed=False)
+
+def unread_file(name: str, failure: errors.ManifestError, *, text: str | None = None) -> LoadedFile:
+    """A file whose documents could not be read, with the error that says why."""
+    return LoadedFile(name, text, (), (failure,), parsed=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,12 +114,12 @@ def load_file(
     """
     text, problem = _decode(data, max_bytes)
     if text is None:
-        return LoadedFile.unread(name, errors.ManifestError(name, *problem))
+        return unread_file(name, errors.ManifestError(name, *problem))
     try:
         documents = parsing.parse(text)
     except parsing.ParseError as error:
         failure = errors.ManifestError(name, error.line, error.column, "", error.message)
-        return LoadedFile.unread(name, failure, text=text)
+        return unread_file(name, failure, text=text)
     loaded: list[tuple[base.Resource, Origin]] = []
     found: list[errors.ManifestError] = []
     invalid: list[base.ResourceKey] = []
@@ -415,7 +414,7 @@ def load_path(
             refused = _refused_link(path, root=root, top=top)
             if refused:
                 failure = errors.ManifestError(name, 1, 1, "", refused)
-                loaded.append(LoadedFile.unread(name, failure))
+                loaded.append(unread_file(name, failure))
                 continue
             with path.open("rb") as stream:
                 data = stream.read(max_bytes + 1)

@@ -92,7 +92,7 @@ class FileCache:
             failure = errors.ManifestError(
                 file.path, 1, 1, "", "a link in the repository is not followed"
             )
-            return loading.LoadedFile.unread(file.path, failure), []
+            return loading.unread_file(file.path, failure), []
         loaded = loading.load_file(file.path, mirror.read(file.blob), namespace=namespace)
         return loaded, [planning.desired(resource) for resource, _ in loaded.resources]
 
