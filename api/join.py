@@ -19,7 +19,7 @@ import shlex
 import rich.console
 
 from controllers import local
-from nebula import errors, hardware, settings
+from nebula import cli, errors, hardware, settings
 from nebula.hardware import system
 
 __all__ = ["JOIN", "JoinCommand", "advertised", "agent_command"]
@@ -71,7 +71,10 @@ class JoinCommand:
             type=pathlib.Path,
             help="the state folder of nebula up (default: $NEBULA_STATE_DIR, else .nebula)",
         )
-        parser.epilog = "example: nebula join windows-vm   (then run what it prints on the VM)"
+        parser.epilog = cli.examples(
+            "nebula join windows-vm           # then run what it prints on the VM",
+            "nebula join home-ubuntu --state-dir /srv/nebula",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Prints the command; exit 1 when no ``nebula up`` runs on this state folder."""

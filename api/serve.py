@@ -25,7 +25,7 @@ from api import app as web
 from api import auth as web_auth
 from api.routes import events as event_routes
 from controllers import cluster, local
-from nebula import auth, db, errors, secrets, settings
+from nebula import auth, cli, db, errors, secrets, settings
 from nebula.changes import ChangeService
 from nebula.resources import ResourceKey
 from nebula.store import kubernetes as kubernetes_store
@@ -42,9 +42,19 @@ class ServeCommand:
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         """Adds where to listen, the database, who may sign in, and (for tests) the API server."""
-        parser.add_argument("--host", default="0.0.0.0", help="default: 0.0.0.0")
-        parser.add_argument("--port", type=int, default=8080, help="default: 8080")
-        parser.add_argument("--database-url", help="default: $DATABASE_URL")
+        parser.epilog = cli.examples(
+            "nebula serve --database-url postgresql://nebula@postgres/nebula",
+            "nebula serve --users /etc/nebula/users.yaml --changes-source nebula-system/homelab",
+        )
+        parser.add_argument(
+            "--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)"
+        )
+        parser.add_argument(
+            "--port", type=int, default=8080, help="port to listen on (default: 8080)"
+        )
+        parser.add_argument(
+            "--database-url", help="the sync history and changes (default: $DATABASE_URL)"
+        )
         parser.add_argument(
             "--kube-server", help="API server URL (default: in-cluster, else the kubeconfig)"
         )

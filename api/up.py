@@ -30,7 +30,7 @@ from api import auth as web_auth
 from api import join
 from api.routes import events
 from controllers import commands, local
-from nebula import auth, heartbeats, settings
+from nebula import auth, cli, heartbeats, settings
 from nodes import agent as nodes_agent
 
 __all__ = ["AGENT_INTERVAL", "OPEN_WARNING", "UP", "UpCommand"]
@@ -51,9 +51,20 @@ class UpCommand:
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         """Adds the state options and where the web UI listens."""
+        parser.epilog = cli.examples(
+            "nebula up                          # the example homelab, on http://127.0.0.1:8080",
+            "nebula up --port 8081 --users users.yaml",
+            "nebula up --repo https://github.com/you/homelab.git --path manifests",
+        )
         commands.add_state_options(parser)
-        parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
-        parser.add_argument("--port", type=int, default=8080, help="default: 8080")
+        parser.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="address the web UI listens on (default: 127.0.0.1; 0.0.0.0: every interface)",
+        )
+        parser.add_argument(
+            "--port", type=int, default=8080, help="port of the web UI (default: 8080)"
+        )
         parser.add_argument(
             "--node", help="the NebulaNode this machine reports as (default: its host name)"
         )

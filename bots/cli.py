@@ -32,6 +32,7 @@ import rich.console
 from bots import commands, live, notifications, reloading
 from controllers import cluster, local
 from nebula import bot_reports, db, errors, settings
+from nebula import cli as nebula_cli
 from nebula.changes import ChangeService
 from nebula.resources import ResourceKey
 from nebula.resources.base import SecretKeyRef
@@ -178,9 +179,15 @@ class BotCommand:
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         """Declares ``discord`` and ``twitch`` with their options."""
+        parser.epilog = nebula_cli.examples("nebula bot discord", "nebula bot twitch")
         bots = parser.add_subparsers(title="bots", metavar="BOT", dest="bot", required=True)
         discord = bots.add_parser(
             "discord",
+            epilog=nebula_cli.examples(
+                "nebula bot discord                      # with the state of nebula up",
+                "nebula bot discord --config default/homelab-bots --ui-url http://nebula.lan:8080",
+                "nebula bot discord --kubernetes --database-url postgresql://nebula@postgres/nebula",
+            ),
             help="the Discord bot: /nebula commands, live BotConfig, change notices",
             description="Runs the Discord bot: /nebula slash commands that open change "
             "requests, the BotConfig's identity and features applied live, and a post in the "
@@ -197,6 +204,10 @@ class BotCommand:
         )
         twitch = bots.add_parser(
             "twitch",
+            epilog=nebula_cli.examples(
+                "nebula bot twitch",
+                "nebula bot twitch --config default/homelab-bots --verbose",
+            ),
             help="the stream bot: go-live posts on Discord, !status in Twitch chat",
             description="Runs the stream bot on Twitch: go-live announcements posted to the "
             "Discord channels of the BotConfig's goLive, and !status for moderators. The "

@@ -29,7 +29,7 @@ from typing import Any
 import kopf
 
 from controllers import kinds, operator
-from nebula import db, errors, settings
+from nebula import cli, db, errors, settings
 from nebula.resources import GROUP, VERSION, ResourceKey
 from nebula.store import kubernetes as kubernetes_store
 
@@ -206,6 +206,10 @@ class OperatorCommand:
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         """Declares the command's options."""
+        parser.epilog = cli.examples(
+            "nebula operator --database-url postgresql://nebula@postgres/nebula",
+            "nebula operator -n homelab --peering nebula --liveness http://0.0.0.0:8080/healthz",
+        )
         parser.add_argument("--database-url", help="default: $NEBULA_DATABASE_URL or $DATABASE_URL")
         parser.add_argument(
             "--state-dir", type=pathlib.Path, help="where git mirrors are kept (default: .nebula)"

@@ -4,6 +4,8 @@ Used by ``nebula up``, ``nebula sync`` and ``nebula plan`` (and the tests of eac
 ``DATABASE_URL`` the private PostgreSQL of the state folder is started; migrations run; without
 ``--repo`` a local repository is made from the example manifests; the bootstrap GitSource
 ``default/local`` is created once and then left alone, so a restart resumes where it stopped.
+Commands that only read or change that state (``plan``, ``change``) open it with
+:func:`existing_state`, which makes nothing when there is none.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ __all__ = [
     "agent_token",
     "bootstrap_source",
     "change_service",
+    "existing_state",
+    "has_state",
     "local_repository",
     "local_state",
     "running",
@@ -89,6 +93,37 @@ def local_state(config: settings.Settings, *, say: Say = lambda _: None) -> Iter
         yield LocalState(
             conninfo, store, History(conninfo), EnvironmentSecrets(), state_dir, listener, postgres
         )
+
+
+def has_state(config: settings.Settings) -> bool:
+    """Whether ``nebula up`` (or ``nebula sync``) made state where ``config`` points; makes none.
+
+    With a database URL: its schema was migrated once. Without: the state folder holds the
+    data of a private PostgreSQL (``initdb`` finished: ``PG_VERSION`` is there).
+    """
+    if config.database_url:
+        return any(state.applied_at is not None for state in db.status(config.database_url))
+    return (config.state_dir / "postgres" / "PG_VERSION").is_file()
+
+
+@contextlib.contextmanager
+def existing_state(
+    config: settings.Settings, *, instead: str, say: Say = lambda _: None
+) -> Iterator[LocalState]:
+    """Opens the state as :func:`local_state` does, but only where there is some already.
+
+    Raises ResourceNotFound, one line ending with ``instead`` (what to run), when there is
+    none; then nothing was started or created (no folder, no database, no server).
+    """
+    if not has_state(config):
+        where = (
+            "in the database of --database-url (or $DATABASE_URL)"
+            if config.database_url
+            else f"in {config.state_dir.resolve()}"
+        )
+        raise errors.ResourceNotFound(f"no Nebula state {where}: {instead}")
+    with local_state(config, say=say) as state:
+        yield state
 
 
 def local_repository(state: LocalState) -> tuple[pathlib.Path, pathlib.Path]:

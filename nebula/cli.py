@@ -3,7 +3,9 @@
 Core subcommands live here (``validate``, ``crds``, ``db``, and ``user hash`` / ``token new``
 for the web UI's users file). Runtimes add theirs through the
 ``nebula.commands`` entry-point group (an object with ``name``, ``help``, ``configure(parser)``
-and ``run(args) -> int``), so this module never imports kopf, FastAPI or the bots.
+and ``run(args) -> int``), so this module never imports kopf, FastAPI or the bots. A runtime's
+``configure`` gives its parser an epilog of :func:`examples` and validates durations with
+:func:`duration`; an option a subcommand does not know is refused with that subcommand's usage.
 
 Exit codes: 0 success, 1 the input is wrong (permanent errors, invalid manifests), 2 usage
 errors (argparse), 3 a service did not answer (transient errors; try again).
@@ -27,10 +29,22 @@ import rich.progress
 
 import nebula
 from nebula import auth, crds, db, errors, manifests, settings
+from nebula.resources import fields
 
-__all__ = ["Command", "main", "parser", "run"]
+__all__ = [
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "Command",
+    "duration",
+    "examples",
+    "main",
+    "parser",
+    "run",
+]
 
-EXIT_OK, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 3
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 _out = rich.console.Console(highlight=False, soft_wrap=True)
 _err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
@@ -47,13 +61,61 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser that refuses an unknown option with the usage of the (sub)command it was given to.
+
+    argparse hands what a subcommand does not know up to the top-level parser, which then
+    prints ``nebula``'s usage (``nebula up --prot`` showed no word of ``up``). Every subparser
+    is of this class (``add_subparsers`` makes its parsers of the parent's class), and examples
+    in epilogs keep their lines.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parses, then refuses what is left over here rather than in the parent."""
+        found, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return found, extras
+
+
+def examples(*lines: str) -> str:
+    """An epilog of example command lines (one to three), for a subcommand's ``--help``.
+
+    A line may end in ``# what it does``; the command before it must run as written (a test
+    parses every example).
+    """
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def duration(text: str) -> str:
+    """An argparse ``type=`` for a duration option (``15s``, ``2m``): the text, once checked.
+
+    A wrong one is a one-line usage error (exit 2) naming what a duration looks like.
+    """
+    try:
+        length = fields.parse_duration(text)
+    # Not a number and a unit: argparse turns the message into "argument --x: ...".
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if length.total_seconds() <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be longer than zero")
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one subcommand and returns its exit code (the console script exits with it)."""
     line = parser()
     args = line.parse_args(argv)
+    # Bare `nebula`: no command to run is a usage error; the help lists the commands.
     if not hasattr(args, "run"):
-        line.print_help()
-        return EXIT_INVALID
+        line.print_help(sys.stderr)
+        return EXIT_USAGE
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
@@ -71,49 +133,107 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The whole command line: core commands and those the runtimes registered."""
-    line = argparse.ArgumentParser(
-        prog="nebula", description="Nebula Command: your homelab, declared in Git."
+    line = _Parser(
+        prog="nebula",
+        description="Nebula Command: your homelab, declared in Git.",
+        epilog=examples(
+            "nebula up                      # the whole product on this machine",
+            "nebula validate manifests      # check manifests before you push",
+            "nebula up --help               # any command's options and examples",
+        ),
     )
     line.add_argument("--version", action="version", version=f"nebula {nebula.__version__}")
     commands = line.add_subparsers(title="commands", metavar="COMMAND")
 
     validate = commands.add_parser(
-        "validate", help="check manifests: every error with file:line and field"
+        "validate",
+        help="check manifests: every error with file:line and field",
+        epilog=examples(
+            "nebula validate manifests",
+            "nebula validate manifests/models.yaml --output json",
+            "nebula validate my-team/ --namespace media",
+        ),
     )
-    validate.add_argument("path", nargs="?", default="manifests", help="folder or file")
-    validate.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    validate.add_argument(
+        "path", nargs="?", default="manifests", help="folder or file (default: manifests)"
+    )
+    validate.add_argument(
+        "--output",
+        "-o",
+        choices=("text", "json"),
+        default="text",
+        help="text for people, json for scripts (default: text)",
+    )
     validate.add_argument(
         "--namespace", default="default", help="namespace of resources that name none"
     )
     validate.set_defaults(run=_validate)
 
-    generate = commands.add_parser("crds", help="write the CRDs generated from the models")
-    generate.add_argument("directory", nargs="?", default="crds")
+    generate = commands.add_parser(
+        "crds",
+        help="write the CRDs generated from the models",
+        epilog=examples("nebula crds", "nebula crds --check   # exit 1 when crds/ is stale"),
+    )
+    generate.add_argument(
+        "directory", nargs="?", default="crds", help="where to write them (default: crds)"
+    )
     generate.add_argument(
         "--check", action="store_true", help="only report whether the folder is up to date"
     )
     generate.set_defaults(run=_crds)
 
-    database = commands.add_parser("db", help="the PostgreSQL schema").add_subparsers(
-        title="db commands", metavar="COMMAND", required=True
+    database = commands.add_parser(
+        "db",
+        help="the PostgreSQL schema",
+        epilog=examples("nebula db migrate", "nebula db status"),
+    ).add_subparsers(title="db commands", metavar="COMMAND", required=True)
+    migrate = database.add_parser(
+        "migrate",
+        help="apply pending migrations",
+        epilog=examples(
+            "nebula db migrate",
+            "nebula db migrate --database-url postgresql://nebula@localhost/nebula --to 3",
+        ),
     )
-    migrate = database.add_parser("migrate", help="apply pending migrations")
     migrate.add_argument("--to", type=int, default=None, help="stop after this version")
     migrate.set_defaults(run=_db_migrate)
-    state = database.add_parser("status", help="list migrations and whether they are applied")
+    state = database.add_parser(
+        "status",
+        help="list migrations and whether they are applied",
+        epilog=examples(
+            "nebula db status",
+            "nebula db status --database-url postgresql://nebula@localhost/nebula",
+        ),
+    )
     state.set_defaults(run=_db_status)
     for sub in (migrate, state):
         sub.add_argument("--database-url", help="default: $NEBULA_DATABASE_URL or $DATABASE_URL")
 
-    user = commands.add_parser("user", help="users of the web UI (the users file)")
+    user = commands.add_parser(
+        "user",
+        help="users of the web UI (the users file)",
+        epilog=examples("nebula user hash"),
+    )
     hashing = user.add_subparsers(title="user commands", metavar="COMMAND", required=True)
     password = hashing.add_parser(
-        "hash", help="print the argon2 hash of a password for the users file (asked without echo)"
+        "hash",
+        help="print the argon2 hash of a password for the users file (asked without echo)",
+        epilog=examples(
+            "nebula user hash   # asks twice without echo; or reads stdin's first line"
+        ),
     )
     password.set_defaults(run=_user_hash)
-    token = commands.add_parser("token", help="API tokens for scripts (the users file)")
+    token = commands.add_parser(
+        "token",
+        help="API tokens for scripts (the users file)",
+        epilog=examples("nebula token new"),
+    )
     tokens = token.add_subparsers(title="token commands", metavar="COMMAND", required=True)
-    new = tokens.add_parser("new", help="print a new API token and the hash the users file keeps")
+    new = tokens.add_parser(
+        "new",
+        help="print a new API token and the hash the users file keeps",
+        epilog=examples("nebula token new"),
+    )
     new.set_defaults(run=_token_new)
 
     for entry in importlib.metadata.entry_points(group="nebula.commands"):

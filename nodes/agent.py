@@ -28,7 +28,7 @@ import httpx
 import rich.console
 
 import nebula
-from nebula import errors, hardware, heartbeats
+from nebula import cli, errors, hardware, heartbeats
 from nebula.resources import fields
 
 __all__ = [
@@ -150,8 +150,19 @@ class AgentCommand:
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         """Adds the agent's options."""
+        parser.epilog = cli.examples(
+            "nebula agent --once                     # what this machine has, nothing reported",
+            "nebula agent --once --output json",
+            "nebula agent --server http://192.168.1.10:8080 --token TOKEN --interval 30s",
+        )
         parser.add_argument("--once", action="store_true", help="probe once, print, and exit")
-        parser.add_argument("--output", "-o", choices=("text", "json"), default="text")
+        parser.add_argument(
+            "--output",
+            "-o",
+            choices=("text", "json"),
+            default="text",
+            help="with --once: text for people, json for scripts (default: text)",
+        )
         parser.add_argument(
             "--node", default=None, help="report as this NebulaNode (default: host name)"
         )
@@ -159,7 +170,12 @@ class AgentCommand:
             "--server", help="the Nebula web server to report to (http://host:8080)"
         )
         parser.add_argument("--token", default=None, help="default: $NEBULA_AGENT_TOKEN")
-        parser.add_argument("--interval", default=DEFAULT_INTERVAL, help="default: 15s")
+        parser.add_argument(
+            "--interval",
+            type=cli.duration,
+            default=DEFAULT_INTERVAL,
+            help="how often to report, e.g. 30s or 2m (default: 15s)",
+        )
         parser.add_argument(
             "--root",
             type=pathlib.Path,

@@ -4,12 +4,17 @@ Pure data, no I/O. Each intent names the resource it changes (:attr:`Intent.targ
 it does in one line (:meth:`Intent.title`) and edits that resource's document in place with the
 round-trip editor (:meth:`Intent.edit`), so a commit shows only the lines that changed. The
 vocabulary is introspectable (:data:`INTENTS`, :func:`schemas`): a chat bot or a model can be
-offered exactly these, each with its JSON schema. No intent touches secrets or credentials.
+offered exactly these, each with its JSON schema. :func:`parameters` and :func:`explain` read
+that same schema to tell a person what each parameter takes and what was wrong with what they
+gave. No intent touches secrets or credentials.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
+import datetime
+import difflib
 from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
@@ -24,11 +29,14 @@ __all__ = [
     "AnyIntent",
     "Intent",
     "LabelNode",
+    "Parameter",
     "RemoveModelFromNode",
     "RunPipeline",
     "ScaleService",
     "SetServiceImage",
     "ToggleBotFeature",
+    "explain",
+    "parameters",
     "parse",
     "schemas",
 ]
@@ -160,6 +168,9 @@ class ScaleService(_Namespaced):
         editing.set_path(document, ["spec", "replicas"], self.replicas)
 
 
+_FEATURES: list[pydantic.JsonValue] = list(bot_config.FEATURES)
+
+
 class ToggleBotFeature(_Namespaced):
     """Switch a Discord bot feature on or off, in one guild or all of them."""
 
@@ -167,12 +178,14 @@ class ToggleBotFeature(_Namespaced):
     kind: ClassVar[str] = "BotConfig"
     bot_config: fields.DnsSubdomain
     """The BotConfig."""
-    feature: str
+    # The enum is for the schema (what a bot, a model or `nebula change intents` offers); the
+    # validator below refuses anything else with a message that lists the same names.
+    feature: str = pydantic.Field(json_schema_extra={"enum": _FEATURES})
     """The feature as written in YAML, e.g. streamNotifications."""
     enabled: bool
     """On or off."""
     guild: fields.Snowflake | None = None
-    """Only this guild; None: every guild of the bot."""
+    """Only this guild; without one: every guild of the bot."""
 
     @pydantic.field_validator("feature")
     @classmethod
@@ -221,7 +234,7 @@ class LabelNode(Intent):
     key: fields.LabelKey
     """The label's key."""
     value: fields.LabelValue | None = None
-    """The label's value; None removes the label."""
+    """The label's value; without one, the label is removed."""
 
     @property
     def target(self) -> ResourceKey:
@@ -254,8 +267,8 @@ class RunPipeline(_Namespaced):
     """The Pipeline."""
     parameters: dict[str, str] = pydantic.Field(default_factory=dict)
     """Values for the pipeline's parameters."""
-    requested_at: str
-    """When the run was asked for (ISO 8601); a new value is a new run."""
+    requested_at: str = pydantic.Field(default_factory=lambda: _now())
+    """When the run was asked for (ISO 8601); a new value is a new run. Default: now."""
 
     @property
     def target(self) -> ResourceKey:
@@ -317,3 +330,123 @@ def parse(data: Any) -> Intent:
 def schemas() -> dict[str, dict[str, Any]]:
     """Every intent's JSON schema, by name: what a bot or a model may be offered as tools."""
     return {name: cls.model_json_schema(by_alias=True) for name, cls in INTENTS.items()}
+
+
+def _now() -> str:
+    """The time a run is asked for when none is given, as RunPipeline stamps it."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """One parameter of an intent as its JSON schema declares it, in words for a person."""
+
+    name: str  # as written: botConfig, not bot_config
+    accepts: str  # e.g. "a whole number from 0 to 50", "one of tickets, welcome"
+    required: bool
+    default: str | None  # the default as text; None when there is none to show
+    description: str
+    schema: dict[str, Any]  # the property's own JSON schema, as the tools are offered it
+
+
+def parameters(intent: str) -> list[Parameter]:
+    """The parameters of the intent named ``intent`` (a key of :data:`INTENTS`), in order.
+
+    Read from :func:`schemas`, so a person is told what a bot or a model is offered.
+    """
+    schema = INTENTS[intent].model_json_schema(by_alias=True)
+    required = set(schema.get("required", ()))
+    found = []
+    for name, field in schema.get("properties", {}).items():
+        if name == "intent":
+            continue  # the discriminator: named by the intent itself
+        default = field.get("default")
+        found.append(
+            Parameter(
+                name=name,
+                accepts=_accepts(field),
+                required=name in required,
+                default=None if default is None else _text(default),
+                description=field.get("description", ""),
+                schema=field,
+            )
+        )
+    return found
+
+
+# Words for the patterns of the field types intents use; any other pattern is left unsaid
+# (a validator's message says what it wants when a value does not fit).
+_PATTERNS = {
+    fields.DNS_LABEL_PATTERN: "a name of at most 63 lowercase letters, digits and '-'",
+    fields.DNS_SUBDOMAIN_PATTERN: "a name of lowercase letters, digits, '-' and '.'",
+    "^[0-9]{15,21}$": "a Discord id of 15 to 21 digits",
+    fields.IMAGE_PATTERN: "an image reference, [registry/]name[:tag][@digest]",
+}
+
+
+def _accepts(field: dict[str, Any]) -> str:
+    """What a value of a JSON-schema property must be, in words."""
+    if "enum" in field:
+        return "one of " + ", ".join(map(_text, field["enum"]))
+    if "anyOf" in field:
+        kinds = [_accepts(branch) for branch in field["anyOf"] if branch.get("type") != "null"]
+        return " or ".join(kinds)
+    kind = field.get("type")
+    if kind == "boolean":
+        return "true or false"
+    if kind in ("integer", "number"):
+        low, high = field.get("minimum"), field.get("maximum")
+        what = "a whole number" if kind == "integer" else "a number"
+        if low is not None and high is not None:
+            return f"{what} from {low} to {high}"
+        if low is not None:
+            return f"{what} of at least {low}"
+        return f"{what} of at most {high}" if high is not None else what
+    if kind == "object":
+        return f"a mapping of names to {_accepts(field.get('additionalProperties') or {})}"
+    if kind == "string":
+        return _PATTERNS.get(field.get("pattern", ""), "text")
+    return "anything"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def explain(error: pydantic.ValidationError) -> str:
+    """One line saying, for each parameter :func:`parse` refused, what was wrong and what it takes.
+
+    For people (``nebula change open``); the API answers pydantic's own list instead.
+    """
+    problems: list[str] = []
+    intent = ""
+    # A misspelt parameter first: the "required" that follows from it is the same mistake.
+    found = sorted(error.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+    for item in found:
+        loc = tuple(str(part) for part in item["loc"])
+        # No such intent, or none named: the discriminator is the whole problem.
+        if item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            given = item.get("ctx", {}).get("tag")
+            what = f"unknown intent {given!r}" if given else "no intent named"
+            return f"{what}: one of {', '.join(INTENTS)}"
+        intent, path = loc[0], loc[1:]
+        problems.append(_problem(intent, path, item))
+    return f"{intent}: " + "; ".join(problems)
+
+
+def _problem(intent: str, path: tuple[str, ...], item: Any) -> str:
+    known = {parameter.name: parameter for parameter in parameters(intent)}
+    name = ".".join(path)
+    parameter = known.get(path[0]) if path else None
+    if item["type"] == "extra_forbidden" or parameter is None:
+        close = difflib.get_close_matches(path[0] if path else "", list(known), n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        return f"{name} is not a parameter of {intent} ({hint}it takes {', '.join(known)})"
+    if item["type"] == "missing":
+        return f"{name} is required: {parameter.accepts} ({parameter.description.rstrip('.')})"
+    # A validator's own message names the value and what it accepts.
+    if item["type"] == "value_error":
+        return f"{name}: {item['ctx']['error']}"
+    return f"{name}: {item.get('input')!r} is not {parameter.accepts}"

@@ -38,6 +38,7 @@ __all__ = [
     "load_file",
     "load_path",
     "manifest_files",
+    "unread_file",
 ]
 
 DEFAULT_MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -66,6 +67,14 @@ class LoadedFile:
     errors: tuple[errors.ManifestError, ...]
     # Resources declared here that failed validation: references to them are not "dangling".
     invalid: tuple[base.ResourceKey, ...] = ()
+    # False when the file could not be read as YAML at all (not text, a syntax error, a link
+    # not followed): it may have declared anything, so nothing can be called missing.
+    parsed: bool = True
+
+
+def unread_file(name: str, failure: errors.ManifestError, *, text: str | None = None) -> LoadedFile:
+    """A file whose documents could not be read, with the error that says why."""
+    return LoadedFile(name, text, (), (failure,), parsed=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,12 +114,12 @@ def load_file(
     """
     text, problem = _decode(data, max_bytes)
     if text is None:
-        return LoadedFile(name, None, (), (errors.ManifestError(name, *problem),))
+        return unread_file(name, errors.ManifestError(name, *problem))
     try:
         documents = parsing.parse(text)
     except parsing.ParseError as error:
         failure = errors.ManifestError(name, error.line, error.column, "", error.message)
-        return LoadedFile(name, text, (), (failure,))
+        return unread_file(name, failure, text=text)
     loaded: list[tuple[base.Resource, Origin]] = []
     found: list[errors.ManifestError] = []
     invalid: list[base.ResourceKey] = []
@@ -344,9 +353,14 @@ def assemble(files: Iterable[LoadedFile]) -> ManifestSet:
                 found.extend(_locate([problem], loaded.text or "", origin))
                 continue
             desired[key], origins[key] = resource, origin
-    # References to resources that are declared but invalid are not reported again.
+    # References to resources that are declared but invalid are not reported again. A file
+    # that did not parse may have declared any kind in any namespace (documents name their
+    # own namespace), so while one is unread no reference is called missing: that would be
+    # a guess, and reported eight times over it buries the one real error. The set is
+    # refused anyway, and every reference is checked again once the file parses.
     invalid = {key for f in files for key in f.invalid}
-    for key, issue in resources.references.check(desired, declared=invalid):
+    complete = all(f.parsed for f in files)
+    for key, issue in resources.references.check(desired, declared=invalid, complete=complete):
         origin = origins[key]
         problem = _Problem(issue.path, issue.message)
         found.extend(_locate([problem], texts[origin.file] or "", origin))
@@ -400,7 +414,7 @@ def load_path(
             refused = _refused_link(path, root=root, top=top)
             if refused:
                 failure = errors.ManifestError(name, 1, 1, "", refused)
-                loaded.append(LoadedFile(name, None, (), (failure,)))
+                loaded.append(unread_file(name, failure))
                 continue
             with path.open("rb") as stream:
                 data = stream.read(max_bytes + 1)

@@ -22,12 +22,18 @@ Resources = Mapping[base.ResourceKey, base.Resource]
 
 
 def check(
-    resources: Resources, *, declared: Set[base.ResourceKey] = frozenset()
+    resources: Resources,
+    *,
+    declared: Set[base.ResourceKey] = frozenset(),
+    complete: bool = True,
 ) -> Iterator[tuple[base.ResourceKey, base.Issue]]:
     """Every dangling reference, as the referring resource's key and the issue at its field.
 
     ``declared`` names resources that exist but are not in ``resources`` (they failed their own
-    checks); references to them are not dangling.
+    checks); references to them are not dangling. ``complete`` is False when part of the set
+    could not be read (a file that did not parse): then no name is reported as missing, since
+    it may be declared there; what a found resource says of the reference is still checked
+    (an ollama model where a ComfyUI one is needed, a parameter a workflow does not expose).
     """
     scopes: dict[str | None, _Scope] = {}
     for key, resource in resources.items():
@@ -36,7 +42,7 @@ def check(
             continue
         namespace = key.namespace
         scope = scopes.get(namespace) or scopes.setdefault(
-            namespace, _Scope(resources, declared, namespace)
+            namespace, _Scope(resources, declared, namespace, complete)
         )
         for issue in scope.references_of(resource):
             yield key, issue
@@ -52,9 +58,11 @@ class _Scope:
     resources: Resources
     declared: Set[base.ResourceKey]
     namespace: str | None
+    # False: a name not found may be declared in a file that could not be read.
+    complete: bool
 
     def exists(self, key: base.ResourceKey) -> bool:
-        return key in self.resources or key in self.declared
+        return key in self.resources or key in self.declared or not self.complete
 
     def references_of(self, resource: base.Resource) -> Iterator[base.Issue]:
         if isinstance(resource, NebulaService):

@@ -94,7 +94,7 @@ class FileCache:
             failure = errors.ManifestError(
                 file.path, 1, 1, "", "a link in the repository is not followed"
             )
-            return loading.LoadedFile(file.path, None, (), (failure,)), []
+            return loading.unread_file(file.path, failure), []
         loaded = loading.load_file(file.path, mirror.read(file.blob), namespace=namespace)
         return loaded, [planning.desired(resource) for resource, _ in loaded.resources]
 

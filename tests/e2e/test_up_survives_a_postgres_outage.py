@@ -23,7 +23,11 @@ from tests.e2e.processes import ROOT, free_port, stop, until, up
 
 
 def _model_size(port: int) -> str | None:
-    items = httpx.get(f"http://127.0.0.1:{port}/api/v1/resources/NebulaModel").json()
+    """The example model's size as the API lists it; None while the API answers 503."""
+    answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/resources/NebulaModel", timeout=30)
+    if answer.status_code != 200:
+        return None
+    items = answer.json()
     return next(
         (i["spec"].get("size") for i in items if i["metadata"]["name"] == "llama3-1-8b"), None
     )

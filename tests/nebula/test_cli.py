@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
+import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -120,3 +123,91 @@ def test_an_unreachable_database_is_reported_as_unavailable(
 
     assert cli.main(["db", "status", "--database-url", url]) == 3
     assert "unavailable" in capsys.readouterr().err
+
+
+# --- Usage ------------------------------------------------------------------------------------
+
+
+def _usage_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    with pytest.raises(SystemExit) as raised:
+        cli.main(list(args))
+    assert raised.value.code == cli.EXIT_USAGE
+    return capsys.readouterr().err
+
+
+def test_an_unknown_option_prints_the_usage_of_the_subcommand_it_was_given_to(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Issue 11, point 13: `nebula up --prot` printed the usage of `nebula`, not of `up`.
+    up = _usage_error(capsys, "up", "--prot")
+    opening = _usage_error(capsys, "change", "open", "scale-service", "--prot")
+
+    assert up.startswith("usage: nebula up ") and up.endswith(
+        "nebula up: error: unrecognized arguments: --prot\n"
+    )
+    assert opening.startswith("usage: nebula change open ")
+    assert "nebula change open: error: unrecognized arguments: --prot" in opening
+
+
+def test_change_takes_no_options_of_what_to_sync(capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 11, point 13: `change` took --repo, --manifests and --path and did nothing with them.
+    for option in ("--repo=file:///x", "--manifests=m", "--path=p", "--branch=b"):
+        assert "nebula change: error: unrecognized arguments" in _usage_error(
+            capsys, "change", option, "intents"
+        )
+
+
+def test_bare_nebula_prints_help_and_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 11, point 13: no command at all exited 1, as if the input were invalid.
+    assert cli.main([]) == cli.EXIT_USAGE
+
+    err = capsys.readouterr().err
+    assert err.startswith("usage: nebula ")
+    assert "validate" in err and "examples:" in err
+
+
+def test_a_duration_that_is_not_one_is_a_one_line_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Issue 11, point 13: `nebula agent --interval fast` printed a traceback.
+    for given in ("fast", "0s"):
+        err = _usage_error(capsys, "agent", "--once", "--interval", given)
+        assert err.splitlines()[-1].startswith(
+            f"nebula agent: error: argument --interval: invalid duration '{given}': "
+        )
+        assert "Traceback" not in err
+
+
+def _parsers(
+    parser: argparse.ArgumentParser, words: tuple[str, ...] = ("nebula",)
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    yield words, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*words, name))
+
+
+def test_every_command_has_runnable_examples_and_every_option_says_what_it_does() -> None:
+    # Issue 11, point 13: subcommands had no examples and several options no help.
+    for words, parser in _parsers(cli.parser()):
+        command = " ".join(words)
+        undocumented = [
+            action.dest
+            for action in parser._actions
+            if not action.help
+            and action.dest != "help"
+            and not isinstance(action, argparse._SubParsersAction)
+        ]
+        assert undocumented == [], command
+        assert parser.epilog and parser.epilog.startswith("examples:\n"), command
+        lines = parser.epilog.splitlines()[1:]
+        assert 1 <= len(lines) <= 3, command
+        for line in lines:
+            example = shlex.split(line.partition("  #")[0])
+            assert example[0] == "nebula", line
+            if "--help" in example:
+                continue
+            # Each example is a command line the parser takes as it is written.
+            parsed = cli.parser().parse_args(example[1:])
+            assert hasattr(parsed, "run"), line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import pathlib
 
@@ -11,6 +12,7 @@ import pytest
 from nebula import errors
 from nebula.changes import intents
 from nebula.manifests import editing
+from nebula.resources import bot_config
 
 EXAMPLE = pathlib.Path(__file__).parent.parent.parent / "manifests"
 
@@ -110,3 +112,57 @@ def test_every_intent_offers_a_json_schema_naming_its_fields() -> None:
         "node",
     }
     assert schemas["scale-service"]["properties"]["replicas"]["maximum"] == 50
+
+
+def test_the_schema_offers_the_features_a_bot_config_has() -> None:
+    # Issue 11, point 5: a bot or an assistant offered the schema saw "feature: string" and
+    # had to guess; the allowed values are part of it now, the same the validator checks.
+    feature = intents.schemas()["toggle-bot-feature"]["properties"]["feature"]
+
+    assert feature["enum"] == list(bot_config.FEATURES)
+
+
+def test_parameters_in_words_follow_the_json_schema() -> None:
+    found = {p.name: p for p in intents.parameters("scale-service")}
+
+    assert list(found) == ["namespace", "service", "replicas"]
+    assert (found["replicas"].accepts, found["replicas"].required) == (
+        "a whole number from 0 to 50",
+        True,
+    )
+    assert (found["namespace"].required, found["namespace"].default) == (False, "default")
+    assert found["replicas"].schema == intents.schemas()["scale-service"]["properties"]["replicas"]
+
+
+def test_a_pipeline_run_asked_without_a_time_is_asked_for_now() -> None:
+    # Issue 11, point 5: requestedAt had to be typed by hand (an ISO 8601 time).
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    intent = intents.parse({"intent": "run-pipeline", "pipeline": "daily-content"})
+    after = datetime.datetime.now(datetime.UTC)
+
+    assert isinstance(intent, intents.RunPipeline)
+    assert before <= datetime.datetime.fromisoformat(intent.requested_at) <= after
+    assert "requestedAt" not in intents.schemas()["run-pipeline"].get("required", [])
+
+
+def _explained(data: dict[str, object]) -> str:
+    with pytest.raises(pydantic.ValidationError) as raised:
+        intents.parse(data)
+    return intents.explain(raised.value)
+
+
+def test_a_refused_intent_is_explained_in_one_line_per_intent() -> None:
+    assert _explained({"intent": "scale-service", "service": "dashboard", "replicas": 51}) == (
+        "scale-service: replicas: 51 is not a whole number from 0 to 50"
+    )
+    assert _explained({"intent": "label-node", "key": "gpu"}) == (
+        "label-node: node is required: a name of lowercase letters, digits, '-' and '.' "
+        "(The NebulaNode)"
+    )
+    assert _explained({"intent": "toggle-bot-feature", "botConfig": "b", "feature": "tickets",
+                       "enabled": "maybe"}) == (
+        "toggle-bot-feature: enabled: 'maybe' is not true or false"
+    )  # fmt: skip
+    assert _explained({"intent": "delete-everything"}).startswith(
+        "unknown intent 'delete-everything': one of add-model-to-node, "
+    )

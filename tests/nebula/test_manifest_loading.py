@@ -169,6 +169,43 @@ def test_references_resolve_across_files() -> None:
     assert found.errors == []
 
 
+def test_a_file_that_does_not_parse_hides_no_reference_but_its_own_error_shows() -> None:
+    # Issue 11, point 9: one YAML syntax error in nodes.yaml came with a knock-on "no NebulaNode
+    # named ..." for every reference into that file, burying the one real error.
+    broken = NODE.replace(b"- {type: lan, address: 192.168.1.50}", b"- {type: lan, address: [")
+    found = assemble(nodes_yaml=broken, models_yaml=MODEL)
+
+    assert [(e.file, e.field) for e in found.errors] == [("nodes.yaml", "")]
+    assert found.errors[0].line == 10
+
+
+def test_with_a_file_unparsed_a_reference_that_is_found_is_still_checked() -> None:
+    # What a found resource says of a reference does not depend on the unread file.
+    comfy_model = MODEL.replace(b"provider: ollama", b"provider: comfyui").replace(
+        b'model: "llama3.1:8b"',
+        b"model: llama.safetensors\n  folder: checkpoints\n  url: https://example.com/llama.safetensors",
+    )
+    pipeline = yaml(
+        """
+        apiVersion: nebula.dev/v1alpha1
+        kind: Pipeline
+        metadata:
+          name: daily
+        spec:
+          steps:
+            - name: write
+              llm: {model: llama, prompt: "Write"}
+        """
+    )
+    found = assemble(nodes_yaml=b"kind: [\n", models_yaml=comfy_model, pipelines_yaml=pipeline)
+
+    assert [(e.file, e.field) for e in found.errors] == [
+        ("nodes.yaml", ""),
+        ("pipelines.yaml", "spec.steps[0].llm.model"),
+    ]
+    assert "is a comfyui model, not ollama" in found.errors[1].message
+
+
 # --- Namespaces --------------------------------------------------------------------------------
 
 
