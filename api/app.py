@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import fastapi
 import fastapi.middleware.gzip
@@ -26,7 +26,7 @@ import fastapi.responses
 import fastapi.staticfiles
 import uvicorn
 
-from api import auth, deps, templating
+from api import auth, deps, templating, views
 from api.routes import agents, health, hooks, kinds, login, overview, resources, sync
 from api.routes import changes as change_routes
 from api.routes import events as event_routes
@@ -100,6 +100,8 @@ def create_app(
     # the web server, or the open streams keep the server waiting.
     changes: ChangeService | None = None,
     events: event_routes.Feed | None = None,
+    # The kinds a controller runs beside this app; the pages say the others are only stored.
+    reconciled_kinds: Collection[str] = views.RECONCILED_KINDS,
     # Presentation.
     title: str = "Nebula Command",
 ) -> fastapi.FastAPI:
@@ -134,6 +136,7 @@ def create_app(
         sessions=sessions,
         changes=changes,
         events=events,
+        summaries=views.Summaries(reconciled_kinds),
     )
     app.add_exception_handler(errors.TransientError, _transient)
     app.include_router(overview.router, tags=["pages"])

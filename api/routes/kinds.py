@@ -38,6 +38,8 @@ class KindPage:
     section: overview.KindSection
     info: KindInfo
     now: datetime.datetime
+    reconciled: bool = True
+    """Whether a controller runs this kind here."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,12 +81,17 @@ def kind_page(
     if model is None:
         return _unknown_kind(request, templates, kind)
     items = summaries.of(kind, store.list(kind))
-    page = KindPage(overview.KindSection(kind, model.info.plural, items), model.info, _now())
+    section = overview.KindSection(kind, model.info.plural, items)
+    page = KindPage(section, model.info, _now(), reconciled=kind in summaries.reconciled_kinds)
     return templates.TemplateResponse(request, "kind.html", {"page": page, "kinds": list(KINDS)})
 
 
 def _object(
-    request: fastapi.Request, templates: deps.Templates, store: deps.Store, key: ResourceKey
+    request: fastapi.Request,
+    templates: deps.Templates,
+    store: deps.Store,
+    summaries: views.Summaries,
+    key: ResourceKey,
 ) -> fastapi.responses.HTMLResponse:
     """The page of the object at ``key``, read with one get; 404 when the kind or object is
     unknown, or when the URL's shape does not fit the kind's scope (a namespace given to a
@@ -95,7 +102,9 @@ def _object(
         return _unknown_kind(request, templates, key.kind)
     namespaced = model.info.scope == "Namespaced"
     fits = namespaced == (key.namespace is not None)
-    found = views.detail(stored) if fits and (stored := store.get(key)) is not None else None
+    reconciled = key.kind in summaries.reconciled_kinds
+    stored = store.get(key) if fits else None
+    found = views.detail(stored, reconciled=reconciled) if stored is not None else None
     page = ObjectPage(key=key, info=model.info, found=found, now=_now())
     return templates.TemplateResponse(
         request,
@@ -113,10 +122,11 @@ def object_page(
     kind: str,
     name: str,
     store: deps.Store,
+    summaries: deps.Summaries,
     templates: deps.Templates,
 ) -> fastapi.responses.HTMLResponse:
     """One cluster-scoped object (a NebulaNode); 404 when absent or the kind is namespaced."""
-    return _object(request, templates, store, ResourceKey(kind, None, name))
+    return _object(request, templates, store, summaries, ResourceKey(kind, None, name))
 
 
 @router.get(
@@ -130,7 +140,8 @@ def namespaced_object_page(
     namespace: str,
     name: str,
     store: deps.Store,
+    summaries: deps.Summaries,
     templates: deps.Templates,
 ) -> fastapi.responses.HTMLResponse:
     """One namespaced object; 404 when absent or the kind is cluster-scoped."""
-    return _object(request, templates, store, ResourceKey(kind, namespace, name))
+    return _object(request, templates, store, summaries, ResourceKey(kind, namespace, name))

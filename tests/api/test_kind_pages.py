@@ -98,7 +98,7 @@ async def test_the_kind_page_lists_its_objects_with_the_kinds_printer_columns(
     assert rows[1][9] == "HeartbeatStale no beat"
     assert rows[1][10] == "by hand"
     assert len(rows) == 2  # the model is another kind's
-    assert "2 nebulanodes, 1 ready, 1 in trouble" in text_of(response.text)
+    assert "2 nebulanodes: 1 ready, 1 need attention" in text_of(response.text)
 
 
 async def test_a_stalled_object_shows_the_stalled_badge_and_what_to_fix(
