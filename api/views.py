@@ -66,22 +66,22 @@ RECONCILED_KINDS: frozenset[str] = frozenset(
 and ``controllers/handlers.py``): what :func:`api.app.create_app` assumes unless told.
 The others are stored and shown; nothing acts on them yet."""
 
-Standing = Literal["ready", "attention", "stalled", "progressing", "unreconciled"]
+Standing = Literal["ready", "attention", "stalled", "waiting", "unreconciled"]
 """Where an object stands, as the pages count it; every object is in exactly one:
 
 - ``stalled``: its controller gave up until someone changes the manifests (Stalled=True);
 - ``attention``: otherwise explicitly not Ready (Ready=False), or working but not as declared
   (Degraded=True): a person should look;
 - ``ready``: Ready=True and nothing of the above;
-- ``progressing``: its controller works on it, or has not reported on it yet (no Ready yet,
-  or Ready=Unknown);
+- ``waiting``: its controller works on it, has not reported on it yet, or holds it back
+  (suspended): no Ready yet, or Ready=Unknown;
 - ``unreconciled``: stored, but no controller runs its kind yet, and none ever reported on it.
 """
 STANDINGS: dict[Standing, str] = {
     "ready": "ready",
     "attention": "need attention",
     "stalled": "stalled",
-    "progressing": "in progress",
+    "waiting": "waiting",
     "unreconciled": "not acted on yet",
 }
 """Each standing as the pages name it, in the order they list them."""
@@ -145,7 +145,7 @@ class ResourceSummary(ApiModel):
     @pydantic.computed_field  # type: ignore[prop-decorator]
     @property
     def standing(self) -> Standing:
-        """Where it stands: ready, attention, stalled, progressing or unreconciled (stored; no
+        """Where it stands: ready, attention, stalled, waiting or unreconciled (stored; no
         controller runs its kind yet). Every object is in exactly one; see ``STANDINGS``."""
         if self.stalled:
             return "stalled"
@@ -155,7 +155,7 @@ class ResourceSummary(ApiModel):
         if self.ready == "True":
             return "ready"
         if self.reconciled or conditions.find(self.conditions, conditions.READY) is not None:
-            return "progressing"
+            return "waiting"
         return "unreconciled"
 
     @property

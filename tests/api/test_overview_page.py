@@ -326,7 +326,7 @@ async def test_the_totals_count_every_object_once_and_say_what_no_controller_run
 
     totals = dict(TOTAL.findall(section(page, "main", "sources")))
     assert totals == {
-        "total": "8", "ready": "1", "attention": "2", "stalled": "1", "progressing": "1",
+        "total": "8", "ready": "1", "attention": "2", "stalled": "1", "waiting": "1",
         "unreconciled": "3",
     }  # fmt: skip
     assert sum(int(n) for name, n in totals.items() if name != "total") == 8
@@ -347,7 +347,7 @@ async def test_the_totals_count_every_object_once_and_say_what_no_controller_run
     assert standings == {
         "home-ubuntu": "ready", "linode-vps": "attention", "windows-vm": "attention",
         "qwen": "stalled", "llama": "unreconciled", "mistral": "unreconciled",
-        "phi": "unreconciled", "homelab": "progressing",
+        "phi": "unreconciled", "homelab": "waiting",
     }  # fmt: skip
     assert {item["name"]: item["reconciled"] for item in listed}["llama"] is False
 
@@ -374,7 +374,7 @@ async def test_a_kind_the_runtime_reconciles_waits_for_its_controller_instead(
         one = (await client.get("/kinds/NebulaModel/ai/llama")).text
 
     totals = dict(TOTAL.findall(section(page, "main", "sources")))
-    assert (totals["progressing"], totals["unreconciled"]) == ("1", "0")
+    assert (totals["waiting"], totals["unreconciled"]) == ("1", "0")
     assert 'id="not-acted-on"' not in page
     assert "no controller runs" not in kind_page
     assert "its controller has not reported on it yet" in one
