@@ -20,7 +20,7 @@ import errno
 import gc
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 import fastapi
 import fastapi.middleware.gzip
@@ -28,8 +28,8 @@ import fastapi.responses
 import fastapi.staticfiles
 import uvicorn
 
-from api import auth, deps, templating
-from api.routes import agents, health, hooks, kinds, login, overview, resources, sync
+from api import auth, deps, templating, views
+from api.routes import agents, docs, health, hooks, kinds, login, overview, resources, sync
 from api.routes import changes as change_routes
 from api.routes import events as event_routes
 from nebula import errors
@@ -142,6 +142,8 @@ def create_app(
     # What keeps the runtime in this process from reconciling (the embedded runtime's
     # problems), shown on every page and by /healthz; None: no runtime here.
     problems: Callable[[], list[str]] | None = None,
+    # The kinds a controller runs beside this app; the pages say the others are only stored.
+    reconciled_kinds: Collection[str] = views.RECONCILED_KINDS,
     # Presentation.
     title: str = "Nebula Command",
 ) -> fastapi.FastAPI:
@@ -157,7 +159,8 @@ def create_app(
         summary="GitOps for a homelab: read views of every kind and of the sync history.",
         version="v1",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url="/api/docs",
+        # Our own docs page (routes/docs.py): FastAPI's loads Swagger UI from a CDN.
+        docs_url=None,
         redoc_url=None,
         # Every route, present and future, checks CSRF; the gate below identifies the caller.
         dependencies=[fastapi.Depends(auth.check_csrf)],
@@ -177,6 +180,7 @@ def create_app(
         changes=changes,
         events=events,
         problems=problems,
+        summaries=views.Summaries(reconciled_kinds),
     )
     templates.env.globals["runtime_problems"] = problems or list
     app.add_exception_handler(errors.TransientError, _transient)
@@ -191,11 +195,18 @@ def create_app(
     app.include_router(hooks.router, prefix="/hooks", tags=["webhooks"])
     app.include_router(agents.router, prefix=f"{API_PREFIX}/agents", tags=["agents"])
     app.include_router(health.router, tags=["health"])
+    app.include_router(docs.router)
     # A middleware, not a router dependency: it also guards the docs, the OpenAPI document
     # and anything mounted later; new routes are closed unless listed in auth.PUBLIC.
     app.add_middleware(auth.Gate, users=users, sessions=sessions, api_prefix=API_PREFIX)
     # The overview of a large homelab is hundreds of KiB of repetitive HTML; gzip makes it tens.
     app.add_middleware(fastapi.middleware.gzip.GZipMiddleware, minimum_size=1024, compresslevel=6)
+    # Before /static, which would take /static/docs/... for its own.
+    app.mount(
+        docs.ASSETS_PATH,
+        fastapi.staticfiles.StaticFiles(directory=docs.ASSETS),
+        name=docs.ASSETS_NAME,
+    )
     app.mount(
         "/static", fastapi.staticfiles.StaticFiles(directory=templating.STATIC), name="static"
     )

@@ -10,13 +10,31 @@ from __future__ import annotations
 
 import datetime
 import pathlib
+import re
 
 import jinja2
+import markupsafe
 import starlette.templating
 
 from nebula import hardware
 
-__all__ = ["STATIC", "TEMPLATES", "ago", "short_revision", "size", "templates", "timestamp"]
+__all__ = [
+    "STATIC",
+    "TEMPLATES",
+    "WHOLE_UP_TO",
+    "ago",
+    "breakable",
+    "cell",
+    "object_name",
+    "short_revision",
+    "size",
+    "templates",
+    "timestamp",
+]
+
+_FULL_REVISION = re.compile(r"[0-9a-f]{40}")
+WHOLE_UP_TO = 24
+"""The longest part of a name a table keeps on one line (``default/`` and ``stream-bot`` are)."""
 
 TEMPLATES = pathlib.Path(__file__).parent / "templates"
 """The page templates, shipped as package data."""
@@ -57,6 +75,40 @@ def ago(when: datetime.datetime | None, now: datetime.datetime) -> str:
     return ""  # unreachable: seconds >= 60 here
 
 
+def breakable(text: str) -> markupsafe.Markup:
+    """``text`` escaped, free to wrap after each ``/`` and nowhere inside a word.
+
+    For names (``default/stream-bot``), images and URLs in narrow table cells: the browser
+    breaks them where a person would, and the table never squeezes them letter by letter.
+    """
+    return markupsafe.Markup("/<wbr>").join(markupsafe.escape(text).split("/"))
+
+
+def object_name(path: str) -> markupsafe.Markup:
+    """An object's ``namespace/name`` for a table's name column: free to wrap after the ``/``,
+    each part kept whole (``stream-bot`` never becomes ``stream-`` over ``bot``) unless it is
+    longer than :data:`WHOLE_UP_TO` characters: such a part may wrap after a hyphen, or it
+    would push the table past its card."""
+    parts = path.split("/")
+    words = [f"{part}/" for part in parts[:-1]] + parts[-1:]
+    return markupsafe.Markup("<wbr>").join(
+        markupsafe.Markup('<span class="word">{0}</span>').format(word)
+        if len(word) <= WHOLE_UP_TO
+        else markupsafe.escape(word)
+        for word in words
+    )
+
+
+def cell(value: str | None) -> markupsafe.Markup:
+    """A printer column's value in a table cell: an em dash when empty, a full commit as its
+    first twelve digits (the whole in its title), anything else :func:`breakable`."""
+    if not value:
+        return markupsafe.Markup("—")
+    if _FULL_REVISION.fullmatch(value):
+        return markupsafe.Markup('<code title="{0}">{1}</code>').format(value, value[:12])
+    return breakable(value)
+
+
 def templates() -> starlette.templating.Jinja2Templates:
     """A fresh template renderer with the pages' filters; safe to build once per app."""
     environment = jinja2.Environment(
@@ -70,4 +122,7 @@ def templates() -> starlette.templating.Jinja2Templates:
     environment.filters["timestamp"] = timestamp
     environment.filters["ago"] = ago
     environment.filters["size"] = size
+    environment.filters["breakable"] = breakable
+    environment.filters["cell"] = cell
+    environment.filters["object_name"] = object_name
     return starlette.templating.Jinja2Templates(env=environment)

@@ -9,12 +9,13 @@ decides what to apply.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import io
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Literal, get_args
 
 import pydantic
 import pydantic.alias_generators
@@ -22,30 +23,70 @@ import ruamel.yaml
 import ruamel.yaml.representer
 
 from nebula.resources import KINDS, Resource, ResourceKey, columns, conditions
+from nebula.resources.bot_config import BotConfig
 from nebula.resources.git_source import GitSource
 from nebula.resources.nebula_node import NebulaNode, NebulaNodeStatus
 from nebula.store import StoredObject
 from nebula.sync import SyncRun
 
 __all__ = [
+    "RECONCILED_KINDS",
+    "STANDINGS",
+    "TROUBLE",
+    "WAITING",
     "ApiModel",
     "ObjectDetail",
     "ResourceSummary",
     "SourceView",
+    "Standing",
     "Summaries",
     "SyncRunView",
+    "Tally",
     "as_yaml",
     "detail",
     "git_sources",
+    "not_reconciled",
     "resource",
     "source_view",
     "summarise",
+    "tally",
 ]
 
 log = logging.getLogger(__name__)
 
 UNREADABLE_STATUS = "StatusUnreadable"
 """The reason shown for an object whose stored status does not parse (set by hand, or older)."""
+WAITING = "its controller has not reported on it yet"
+"""The message of an object whose kind a controller runs, before it first reports."""
+
+RECONCILED_KINDS: frozenset[str] = frozenset(
+    kind.__name__ for kind in (GitSource, NebulaNode, BotConfig)
+)
+"""The kinds a controller runs today, in both runtimes (``controllers/local.py`` ``runtime()``
+and ``controllers/handlers.py``): what :func:`api.app.create_app` assumes unless told.
+The others are stored and shown; nothing acts on them yet."""
+
+Standing = Literal["ready", "attention", "stalled", "waiting", "unreconciled"]
+"""Where an object stands, as the pages count it; every object is in exactly one:
+
+- ``stalled``: its controller gave up until someone changes the manifests (Stalled=True);
+- ``attention``: otherwise explicitly not Ready (Ready=False), or working but not as declared
+  (Degraded=True): a person should look;
+- ``ready``: Ready=True and nothing of the above;
+- ``waiting``: its controller works on it, has not reported on it yet, or holds it back
+  (suspended): no Ready yet, or Ready=Unknown;
+- ``unreconciled``: stored, but no controller runs its kind yet, and none ever reported on it.
+"""
+STANDINGS: dict[Standing, str] = {
+    "ready": "ready",
+    "attention": "need attention",
+    "stalled": "stalled",
+    "waiting": "waiting",
+    "unreconciled": "not acted on yet",
+}
+"""Each standing as the pages name it, in the order they list them."""
+TROUBLE: frozenset[Standing] = frozenset({"attention", "stalled"})
+"""The standings a person should look at (the overview's "Needs attention" list)."""
 
 
 class ApiModel(pydantic.BaseModel):
@@ -98,6 +139,24 @@ class ResourceSummary(ApiModel):
     """Every condition, as the controller wrote it."""
     columns: list[tuple[str, str]] = []
     """The kind's own columns, as `kubectl get -o wide` shows them (e.g. Role, GPU, VRAM)."""
+    reconciled: bool = True
+    """Whether a controller runs this kind here; false: stored and shown, nothing acts on it."""
+
+    @pydantic.computed_field  # type: ignore[prop-decorator]
+    @property
+    def standing(self) -> Standing:
+        """Where it stands: ready, attention, stalled, waiting or unreconciled (stored; no
+        controller runs its kind yet). Every object is in exactly one; see ``STANDINGS``."""
+        if self.stalled:
+            return "stalled"
+        degraded = conditions.find(self.conditions, conditions.DEGRADED)
+        if self.ready == "False" or (degraded is not None and degraded.status == "True"):
+            return "attention"
+        if self.ready == "True":
+            return "ready"
+        if self.reconciled or conditions.find(self.conditions, conditions.READY) is not None:
+            return "waiting"
+        return "unreconciled"
 
     @property
     def needs_attention(self) -> bool:
@@ -116,8 +175,17 @@ class ResourceSummary(ApiModel):
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
 
-def summarise(stored: StoredObject) -> ResourceSummary:
-    """The summary of a stored object; a status that does not parse shows as Unknown, unread."""
+def not_reconciled(kind: str) -> str:
+    """What a page says of an object of a kind no controller runs (and none reported on)."""
+    return f"stored; no controller runs {kind} yet"
+
+
+def summarise(stored: StoredObject, *, reconciled: bool = True) -> ResourceSummary:
+    """The summary of a stored object; a status that does not parse shows as Unknown, unread.
+
+    ``reconciled``: whether a controller runs the object's kind here; an object of a kind none
+    runs, with no Ready condition, says so in its message.
+    """
     found: list[conditions.Condition] = []
     observed: int | None = None
     unreadable: str | None = None
@@ -133,6 +201,9 @@ def summarise(stored: StoredObject) -> ResourceSummary:
     is_stalled = stalled is not None and stalled.status == "True"
     # Stalled names what the user must change (file:line); Ready says how things stand.
     message = stalled.message if stalled and is_stalled and stalled.message else None
+    # No Ready yet: say why in words, rather than leave an empty Unknown.
+    if ready is None and not unreadable and not message:
+        message = WAITING if reconciled else not_reconciled(stored.key.kind)
     return ResourceSummary(
         kind=stored.key.kind,
         namespace=stored.key.namespace,
@@ -148,11 +219,48 @@ def summarise(stored: StoredObject) -> ResourceSummary:
         updated=stored.updated,
         conditions=found,
         columns=columns.columns(KINDS[stored.key.kind].info, stored.document, stored.status),
+        reconciled=reconciled,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Tally:
+    """How many objects stand where; each object counted once, so the parts add up."""
+
+    counts: Mapping[Standing, int]
+
+    @property
+    def total(self) -> int:
+        """How many objects were counted."""
+        return sum(self.counts.values())
+
+    def __getitem__(self, standing: Standing) -> int:
+        return self.counts.get(standing, 0)
+
+    @property
+    def troubled(self) -> int:
+        """How many a person should look at (stalled, or needing attention)."""
+        return sum(self[standing] for standing in TROUBLE)
+
+    def parts(self) -> list[tuple[Standing, str, int]]:
+        """Every standing with its name and count, in the order of ``STANDINGS``, zeros too."""
+        return [(standing, label, self[standing]) for standing, label in STANDINGS.items()]
+
+    def present(self) -> list[tuple[Standing, str, int]]:
+        """The standings that count at least one object, as :meth:`parts` lists them."""
+        return [part for part in self.parts() if part[2]]
+
+
+def tally(items: Iterable[ResourceSummary]) -> Tally:
+    """How many of ``items`` stand where (one pass)."""
+    counts = collections.Counter(item.standing for item in items)
+    return Tally({standing: counts[standing] for standing in get_args(Standing)})
 
 
 class Summaries:
     """Summaries of stored objects, memoised by their version, per kind.
+
+    ``reconciled_kinds``: the kinds a controller runs here (the others say nothing acts on them).
 
     A page lists a thousand objects on every view; only those written since the last one are
     summarised again (their printer columns evaluated, their status parsed). An object the
@@ -160,8 +268,9 @@ class Summaries:
     each call replaces its kind's memo whole, so the memo never holds deleted objects for long.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, reconciled_kinds: Collection[str] = RECONCILED_KINDS) -> None:
         self._known: dict[str, dict[ResourceKey, tuple[str, ResourceSummary]]] = {}
+        self.reconciled_kinds = frozenset(reconciled_kinds)
 
     def of(self, kind: str, stored: Iterable[StoredObject]) -> list[ResourceSummary]:
         """The summaries of ``stored``, every object of ``kind`` as the store listed them."""
@@ -175,7 +284,7 @@ class Summaries:
             if item.version is not None and hit is not None and hit[0] == item.version:
                 found.append(hit[1])
                 continue
-            summary = summarise(item)
+            summary = summarise(item, reconciled=kind in self.reconciled_kinds)
             if item.version is not None:
                 fresh[item.key] = (item.version, summary)
             found.append(summary)
@@ -235,8 +344,8 @@ class SourceView(ApiModel):
     resources: int | None
 
 
-def source_view(stored: StoredObject, source: GitSource) -> SourceView:
-    """The overview's card for one GitSource."""
+def source_view(stored: StoredObject, source: GitSource, *, reconciled: bool = True) -> SourceView:
+    """The overview's card for one GitSource (``reconciled``: whether a controller runs them)."""
     ref = source.spec.ref
     follows = (
         f"branch {ref.branch}"
@@ -247,7 +356,7 @@ def source_view(stored: StoredObject, source: GitSource) -> SourceView:
     )
     status = source.status
     return SourceView(
-        summary=summarise(stored),
+        summary=summarise(stored, reconciled=reconciled),
         url=source.spec.url,
         follows=follows,
         path=source.spec.path,
@@ -356,9 +465,12 @@ class ObjectDetail:
     node: NebulaNodeStatus | None = None
 
 
-def detail(stored: StoredObject) -> ObjectDetail:
-    """The page of one stored object; a document or status that does not parse still shows."""
-    summary = summarise(stored)
+def detail(stored: StoredObject, *, reconciled: bool = True) -> ObjectDetail:
+    """The page of one stored object; a document or status that does not parse still shows.
+
+    ``reconciled``: whether a controller runs the object's kind here.
+    """
+    summary = summarise(stored, reconciled=reconciled)
     metadata = stored.document.get("metadata") or {}
     status = dict(stored.status or {})
     # Conditions that parsed are in the table; ones that did not stay in the YAML, to be read.

@@ -8,14 +8,20 @@ serves the same under ``/api/v1`` as JSON: ``/changes`` (list, open), ``/changes
 approve, reject, rebase) and ``/intents`` (what may be proposed, as JSON schemas).
 
 Every decision is :class:`nebula.changes.ChangeService`'s, made as the signed-in user; this
-module only turns its answers into HTTP. A change that does not exist is 404; a request the
-change or the repository cannot take (the change is not open, the target is not declared, the
-change is already so, it would make the manifests invalid) is 409 with the core's message. The
-calls block on git and PostgreSQL, so the routes are plain ``def``: FastAPI runs them in threads.
+module only turns its answers into HTTP. Whenever a page or the API shows a waiting change, it
+asks the service whether the change still merges into the target branch as it is now (one
+fetch per request, the merge itself remembered per pair of commits), so a change that no
+longer applies says so before anyone clicks Approve.
+
+A change that does not exist is 404; a request the change or the repository cannot take (the
+change is not open, the target is not declared, the change is already so, it would make the
+manifests invalid) is 409 with the core's message. The calls block on git and PostgreSQL, so the
+routes are plain ``def``: FastAPI runs them in threads.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import datetime
 from collections.abc import Callable
@@ -28,7 +34,15 @@ import pydantic
 from api import auth, deps, views
 from nebula import audit, errors
 from nebula.auth import Role, User
-from nebula.changes import AnyIntent, ChangeRequest, ChangeService, Person, intents, requests
+from nebula.changes import (
+    AnyIntent,
+    ChangeRequest,
+    ChangeService,
+    MergeCheck,
+    Person,
+    intents,
+    requests,
+)
 
 __all__ = [
     "DECIDED",
@@ -55,6 +69,7 @@ __all__ = [
     "reject_change",
     "reject_form",
     "router",
+    "views_of",
 ]
 
 router = fastapi.APIRouter()
@@ -96,10 +111,14 @@ class DiffLine:
 
     kind: Literal["file", "hunk", "add", "remove", "context"]
     text: str
+    undoes: bool = False
+    """A removed line the target branch had changed since the change was made: approving
+    undoes that newer edit (see ``ChangeRequest.overrides``)."""
 
 
-def diff_lines(diff: str) -> list[DiffLine]:
-    """The lines of a unified diff, each told apart: file headers, hunks, added, removed."""
+def diff_lines(diff: str, overrides: collections.abc.Collection[str] = ()) -> list[DiffLine]:
+    """The lines of a unified diff, each told apart: file headers, hunks, added, removed, and
+    among the removed those in ``overrides`` (newer edits of the target the change undoes)."""
     found = []
     for text in diff.splitlines():
         if text.startswith(("+++ ", "--- ")):
@@ -109,7 +128,7 @@ def diff_lines(diff: str) -> list[DiffLine]:
         elif text.startswith("+"):
             found.append(DiffLine("add", text))
         elif text.startswith("-"):
-            found.append(DiffLine("remove", text))
+            found.append(DiffLine("remove", text, undoes=text[1:] in overrides))
         else:
             found.append(DiffLine("context", text))
     return found
@@ -154,7 +173,8 @@ class ChangeView(views.ApiModel):
     state: requests.State
     """open, approved, merged, applied (the sync applied it), rejected, or conflict."""
     conflict_files: list[str]
-    """The files that no longer merge cleanly (state conflict); rebase it."""
+    """The files that no longer merge cleanly (state conflict, or an open change that
+    ``applies`` no more); rebase it."""
     decided_by: str | None
     """Who approved or rejected it."""
     reason: str | None
@@ -163,10 +183,21 @@ class ChangeView(views.ApiModel):
     """When it was opened."""
     updated_at: datetime.datetime
     """When it last moved."""
+    overrides: list[str] = pydantic.Field(default_factory=list)
+    """Lines of the target branch the change replaces that the branch had changed since the
+    change was made (found by a rebase): approving undoes those newer edits."""
+    applies: bool | None = None
+    """Whether it still merges cleanly into the target branch's newest commit, checked as it
+    is shown (open and approved changes); null when not checked, or when the remote did not
+    answer. False: rebase it (conflictFiles names the files)."""
+    checked_against: str | None = None
+    """The target branch's commit ``applies`` was checked against."""
+    unchecked: str | None = None
+    """Why ``applies`` could not be checked (the remote did not answer), when it could not."""
 
     @classmethod
-    def of(cls, change: ChangeRequest) -> ChangeView:
-        """The view of one change."""
+    def of(cls, change: ChangeRequest, check: MergeCheck | None = None) -> ChangeView:
+        """The view of one change, with whether it still merges when ``check`` says."""
         return cls(
             id=change.id,
             title=change.title,
@@ -183,11 +214,15 @@ class ChangeView(views.ApiModel):
             diff=change.diff,
             summary=change.summary,
             state=change.state,
-            conflict_files=change.conflict_files,
+            conflict_files=change.conflict_files or list(check.conflict_files if check else ()),
             decided_by=change.decided_by,
             reason=change.reason,
             created_at=change.created_at,
             updated_at=change.updated_at,
+            overrides=change.overrides,
+            applies=check.applies if check else None,
+            checked_against=check.target_revision if check else None,
+            unchecked=check.problem if check else None,
         )
 
     @property
@@ -199,6 +234,17 @@ class ChangeView(views.ApiModel):
     def waiting(self) -> bool:
         """Whether someone still has to act on it (open, approved, conflict)."""
         return self.state in requests.LIVE
+
+    @property
+    def stale(self) -> bool:
+        """Whether it no longer applies: in conflict, or checked and found not to merge."""
+        return self.state == "conflict" or self.applies is False
+
+
+def views_of(service: ChangeService, changes: list[ChangeRequest]) -> list[ChangeView]:
+    """The views of ``changes``, those still waiting checked against the target branch now."""
+    checks = service.checks(changes)
+    return [ChangeView.of(change, checks.get(change.id)) for change in changes]
 
 
 class ManifestProblem(views.ApiModel):
@@ -305,7 +351,7 @@ def _queue(
     waiting: list[ChangeView] = []
     decided: list[ChangeView] = []
     if service is not None:
-        waiting = [ChangeView.of(c) for c in service.store.list(states=requests.LIVE, limit=500)]
+        waiting = views_of(service, service.store.list(states=requests.LIVE, limit=500))
         recent = service.store.list(states=DECIDED, limit=RECENT)
         decided = [ChangeView.of(c) for c in recent]
     return _page(
@@ -332,13 +378,14 @@ def _change(
 ) -> fastapi.responses.HTMLResponse:
     user = auth.current_user(request)
     trail = audit.entries(service.store.conninfo, subject=f"change/{change.id}")
+    [shown] = views_of(service, [change])
     return _page(
         request,
         templates,
         "change.html",
         status_code=status_code,
-        change=ChangeView.of(change),
-        lines=diff_lines(change.diff),
+        change=shown,
+        lines=diff_lines(change.diff, change.overrides),
         trail=list(reversed(trail)),
         may_decide=user is not None and user.can(Role.APPROVER),
         error=error,
@@ -479,17 +526,21 @@ def list_changes(
     ] = None,
     limit: Annotated[int, fastapi.Query(ge=1, le=500)] = 100,
 ) -> list[ChangeView]:
-    """Changes, newest first; ``?state=open&state=conflict`` for those states only."""
+    """Changes, newest first; ``?state=open&state=conflict`` for those states only.
+
+    Each open or approved change says whether it still merges into the target branch now.
+    """
     service = _service(services)
-    return [ChangeView.of(c) for c in service.store.list(states=state, limit=limit)]
+    return views_of(service, service.store.list(states=state, limit=limit))
 
 
 @api.get("/changes/{change}", response_model=ChangeView, responses=_NOT_FOUND)
 def get_change(change: ChangeId, services: Services) -> ChangeView | fastapi.responses.Response:
-    """One change, with its diff."""
+    """One change, with its diff and, while it waits, whether it still merges into the target
+    branch now."""
     service = _service(services)
     try:
-        return ChangeView.of(service.store.get(change))
+        return views_of(service, [service.store.get(change)])[0]
     # No change has that number.
     except errors.ResourceNotFound as error:
         return _problem(fastapi.status.HTTP_404_NOT_FOUND, error)
@@ -571,7 +622,9 @@ def reject_change(
 def rebase_change(
     change: ChangeId, user: auth.Approver, services: Services
 ) -> ChangeView | fastapi.responses.Response:
-    """Makes the change again on the target branch's newest commit (after a conflict)."""
+    """Makes the change again on the target branch's newest commit (after a conflict, or when
+    the target moved); it must be approved again, and ``overrides`` names the newer edits of
+    the target it would undo."""
     service = _service(services)
     return _answer(_decide(service, change, lambda: service.rebase(change, actor=person(user))))
 

@@ -1,8 +1,10 @@
 """``GET /``: the status page: GitSources, the latest syncs, and every object by kind.
 
 Server-rendered HTML (``templates/overview.html``), read-only, plain CSS, readable on a phone.
-The GitSources come first (a stalled one in red, with the file:line to fix), then what else
-needs a person (Stalled, or Ready=False), the latest syncs, and one table per kind. The page
+Totals first: every object counted in exactly one standing (:data:`api.views.STANDINGS`), so
+they add up. The GitSources come next (a stalled one in red, with the file:line to fix), then
+what else needs a person (Stalled, Ready=False or Degraded), the latest syncs, and one table per
+kind. The page
 costs one query per kind plus one for the history, however many objects there are: it never
 asks the store about a single object, and it writes nothing.
 """
@@ -66,14 +68,19 @@ class KindSection:
         ]
 
     @functools.cached_property
+    def tally(self) -> views.Tally:
+        """How many of its objects stand where (each in exactly one standing)."""
+        return views.tally(self.items)
+
+    @property
     def ready(self) -> int:
         """How many of its objects are Ready."""
-        return sum(item.ready == "True" for item in self.items)
+        return self.tally["ready"]
 
-    @functools.cached_property
+    @property
     def troubled(self) -> int:
-        """How many of its objects need attention."""
-        return sum(item.needs_attention for item in self.items)
+        """How many of its objects need attention (stalled ones included)."""
+        return self.tally.troubled
 
     @functools.cached_property
     def shown(self) -> list[views.ResourceSummary]:
@@ -81,8 +88,8 @@ class KindSection:
         trouble first, up to :data:`OPEN_UP_TO`, so the page costs the same at any size."""
         if len(self.items) <= OPEN_UP_TO:
             return self.items
-        troubled = [item for item in self.items if item.needs_attention]
-        others = [item for item in self.items if not item.needs_attention]
+        troubled = [item for item in self.items if item.standing in views.TROUBLE]
+        others = [item for item in self.items if item.standing not in views.TROUBLE]
         return (troubled + others)[:OPEN_UP_TO]
 
     @property
@@ -117,7 +124,12 @@ class Overview:
     @functools.cached_property
     def attention(self) -> list[views.ResourceSummary]:
         """The objects a person should look at, in sync order."""
-        return [item for section in self.kinds for item in section.items if item.needs_attention]
+        return [
+            item
+            for section in self.kinds
+            for item in section.items
+            if item.standing in views.TROUBLE
+        ]
 
     @functools.cached_property
     def attention_shown(self) -> list[views.ResourceSummary]:
@@ -131,19 +143,23 @@ class Overview:
         return sum(item.kind != "GitSource" for item in self.attention) - len(self.attention_shown)
 
     @functools.cached_property
+    def tally(self) -> views.Tally:
+        """How many objects stand where, over every kind: the totals at the top add up."""
+        counts = {
+            standing: sum(section.tally[standing] for section in self.kinds)
+            for standing in views.STANDINGS
+        }
+        return views.Tally(counts)
+
+    @property
     def total(self) -> int:
         """How many objects there are."""
-        return sum(len(section.items) for section in self.kinds)
+        return self.tally.total
 
     @functools.cached_property
-    def ready(self) -> int:
-        """How many objects are Ready."""
-        return sum(section.ready for section in self.kinds)
-
-    @functools.cached_property
-    def stalled(self) -> int:
-        """How many objects are Stalled."""
-        return sum(item.stalled for section in self.kinds for item in section.items)
+    def unreconciled_kinds(self) -> list[str]:
+        """The kinds with objects that no controller runs, for the words under the totals."""
+        return [section.kind for section in self.kinds if section.tally["unreconciled"]]
 
 
 def read(
@@ -155,7 +171,11 @@ def read(
     """Reads the page's data: one list per kind, one history query, the heartbeats."""
     summaries = summaries or views.Summaries()
     listed = {kind: store.list(kind) for kind in KINDS}
-    sources = [views.source_view(*found) for found in views.git_sources(listed["GitSource"])]
+    reconciled = "GitSource" in summaries.reconciled_kinds
+    sources = [
+        views.source_view(*found, reconciled=reconciled)
+        for found in views.git_sources(listed["GitSource"])
+    ]
     return Overview(
         machines=_machines(listed["NebulaNode"], beats.all() if beats else []),
         now=datetime.datetime.now(datetime.UTC),

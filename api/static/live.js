@@ -3,8 +3,8 @@
  * page's <main> in place when something it shows moves, without a reload.
  *
  * A page opts in on its <main>: data-live lists the events it cares about ("change",
- * "resource"), data-live-change narrows "change" to one change, and data-live-url says which
- * page to fetch again (default: this one). A refresh fetches that page and swaps the inner HTML
+ * "resource"), data-live-change narrows "change" to one change, data-live-kind narrows
+ * "resource" to one kind, and data-live-url says which page to fetch again (default: this one). A refresh fetches that page and swaps the inner HTML
  * of <main>; folded sections keep their state, and a form someone is typing in is never swapped
  * away (the refresh waits). The dot in the header says whether the page is live.
  *
@@ -20,6 +20,7 @@
   var wanted = (main.dataset.live || "").split(/\s+/).filter(Boolean);
   if (wanted.length === 0) return;
   var onlyChange = main.dataset.liveChange || null;
+  var onlyKind = main.dataset.liveKind || null;
   var page = main.dataset.liveUrl || window.location.href;
 
   // A change is worth showing at once; resources move in bursts while a sync applies.
@@ -141,6 +142,9 @@
       if (name === "change" && onlyChange !== null) {
         var data = JSON.parse(event.data);
         if (String(data.id) !== onlyChange) return;
+      }
+      if (name === "resource" && onlyKind !== null) {
+        if (JSON.parse(event.data).kind !== onlyKind) return;
       }
       soon(DELAY[name] || DELAY.change);
     });

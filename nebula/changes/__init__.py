@@ -7,7 +7,7 @@
 from nebula.changes import intents, requests, service
 from nebula.changes.intents import INTENTS, AnyIntent, Intent
 from nebula.changes.requests import ChangeRequest, ChangeStore
-from nebula.changes.service import ChangeService, Person
+from nebula.changes.service import ChangeService, MergeCheck, Person
 
 __all__ = [
     "INTENTS",
@@ -16,6 +16,7 @@ __all__ = [
     "ChangeService",
     "ChangeStore",
     "Intent",
+    "MergeCheck",
     "Person",
     "intents",
     "requests",

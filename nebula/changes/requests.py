@@ -34,7 +34,7 @@ LIVE: tuple[State, ...] = ("open", "approved", "conflict")
 _COLUMNS = (
     "id, title, intent, requester, origin, source, target_branch, branch, file, base_revision,"
     " head_revision, merge_revision, diff, state, conflict_files, decided_by, reason,"
-    " idempotency_key, reply_to, created_at, updated_at"
+    " idempotency_key, reply_to, created_at, updated_at, overrides"
 )
 
 
@@ -64,6 +64,9 @@ class ChangeRequest:
     """Where a bot reports the change's moves (``discord:<guild>/<channel>``); None otherwise."""
     created_at: datetime.datetime
     updated_at: datetime.datetime
+    overrides: list[str] = dataclasses.field(default_factory=list)
+    """Lines of the target branch this change replaces that the branch itself had changed since
+    the change was made (found by a rebase): approving undoes those newer edits."""
 
     @property
     def summary(self) -> str:
@@ -101,6 +104,7 @@ class ChangeStore:
         del values["created_at"], values["updated_at"]
         values["intent"] = psycopg.types.json.Jsonb(values["intent"])
         values["conflict_files"] = psycopg.types.json.Jsonb(values["conflict_files"])
+        values["overrides"] = psycopg.types.json.Jsonb(values["overrides"])
         names = ", ".join(values)
         placeholders = ", ".join(f"%({name})s" for name in values)
         with self._connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cursor:

@@ -6,6 +6,13 @@ merged changes follow through to ``applied``. Every change is a commit on ``chan
 (the requester as author), pushed to the GitSource's remote, and validated whole before that:
 a change that would make the manifests invalid, or that changes nothing, is refused and nothing
 is committed. Edits never leave the GitSource's folder. Every move is in the audit log.
+
+Whether a waiting change still merges into its target branch as the branch is now is
+:meth:`ChangeService.checks`' answer, asked by the pages and the API whenever they show one;
+it writes nothing and remembers its answer per (change commit, target commit), so only a move
+of either costs a merge again. A rebase makes the change again on the newest commit, clears
+its approval, and records which newer edits of the target it would undo
+(:attr:`~nebula.changes.requests.ChangeRequest.overrides`).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import hashlib
 import json
 import posixpath
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pygit2
 
@@ -27,11 +34,34 @@ from nebula.resources.git_source import GitRef, GitSource
 from nebula.sources import fetching
 from nebula.store import base
 
-__all__ = ["ChangeService", "Person", "follow"]
+__all__ = ["CHECKED", "REBASABLE", "ChangeService", "MergeCheck", "Person", "follow"]
 
 _PERSON_RE = re.compile(r"^\s*(?P<name>[^<>]+?)\s*<(?P<email>[^<>\s]+)>\s*$")
 _PUSH_ATTEMPTS = 3
+_CHECKS_KEPT = 4096  # merge answers remembered; past that the memo starts again
 COMMITTER = pygit2.Signature("Nebula Command", "nebula@localhost")
+CHECKED: tuple[requests.State, ...] = ("open", "approved")
+"""States of a change whose mergeability is checked when it is shown (one in conflict already
+names its files; a decided one merges no more)."""
+REBASABLE: tuple[requests.State, ...] = ("open", "approved", "conflict")
+"""States a change may be rebased from; a rebase leaves it ``open``, its approval cleared."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MergeCheck:
+    """Whether a waiting change still merges cleanly into its target branch as it is now."""
+
+    target_revision: str | None
+    """The target branch's newest commit it was checked against; None when it could not be."""
+    conflict_files: tuple[str, ...] = ()
+    """The files that no longer merge (the target changed the same lines); empty: it merges."""
+    problem: str | None = None
+    """Why it could not be checked (the remote did not answer), when it could not."""
+
+    @property
+    def applies(self) -> bool | None:
+        """True when it merges cleanly, False when not, None when it could not be checked."""
+        return None if self.target_revision is None else not self.conflict_files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +115,8 @@ class ChangeService:
         self._merged = merged
         self.store = requests.ChangeStore(conninfo)
         self.source_id = base.source_id(source.key)
+        # (change commit, target commit) -> conflicting files: commits never change.
+        self._checked: dict[tuple[str, str], tuple[str, ...]] = {}
 
     # --- Opening -------------------------------------------------------------------------
 
@@ -244,8 +276,7 @@ class ChangeService:
             else:
                 index = repo.merge_commits(head, theirs)
                 if index.conflicts is not None:
-                    files = sorted({e.path for entries in index.conflicts for e in entries if e})
-                    return head, files
+                    return head, list(_conflict_files(index))
                 tree = index.write_tree(repo)
                 message = f"Merge change #{change.id}: {change.title}"
                 new = str(
@@ -256,6 +287,57 @@ class ChangeService:
                 )  # fmt: skip
             repo.references.create("refs/heads/nebula-merge", new, force=True)
             return new, []
+
+    # --- Checking --------------------------------------------------------------------------
+
+    def checks(self, changes: Sequence[requests.ChangeRequest]) -> dict[int, MergeCheck]:
+        """Whether each waiting change (open or approved) merges into the target branch's newest
+        commit, by change id; other changes are left out. Writes nothing.
+
+        One fetch of the target branch for all of them; a remote that does not answer makes
+        every answer unknown (``problem`` says why) rather than failing the caller.
+        """
+        waiting = [change for change in changes if change.state in CHECKED]
+        if not waiting:
+            return {}
+        try:
+            head = self._fetch().commit
+        # The remote is down or refuses us: the page still shows, saying it could not check.
+        except (errors.SourceUnavailable, errors.SourceRejected) as error:
+            return {change.id: MergeCheck(None, problem=str(error)) for change in waiting}
+        found: dict[int, MergeCheck] = {}
+        for change in waiting:
+            key = (change.head_revision, head)
+            files = self._checked.get(key)
+            if files is None:
+                try:
+                    files = self._conflicts(change, head)
+                # The change's commit is not in this mirror, and its branch cannot be fetched.
+                except (errors.SourceUnavailable, errors.SourceRejected) as error:
+                    found[change.id] = MergeCheck(None, problem=str(error))
+                    continue
+                if len(self._checked) >= _CHECKS_KEPT:
+                    self._checked.clear()
+                self._checked[key] = files
+            found[change.id] = MergeCheck(head, files)
+        return found
+
+    def _conflicts(self, change: requests.ChangeRequest, head: str) -> tuple[str, ...]:
+        """The files that would conflict if ``change`` merged into ``head`` now."""
+        with self._mirror.writing() as repo:
+            known = change.head_revision in repo
+        if not known:
+            # Made by another process with its own mirror (the CLI, a bot): fetch its branch.
+            spec = self._source.spec
+            self._mirror.fetch(spec.url, GitRef(branch=change.branch), self._credentials)
+        with self._mirror.writing() as repo:
+            theirs = change.head_revision
+            if head == theirs or repo.descendant_of(head, theirs):
+                return ()
+            if repo.descendant_of(theirs, head):
+                return ()
+            index = repo.merge_commits(head, theirs)
+            return _conflict_files(index) if index.conflicts is not None else ()
 
     def reject(self, change: int, *, actor: Person, reason: str = "") -> requests.ChangeRequest:
         """Closes a change without merging it; its branch stays for the record."""
@@ -271,25 +353,76 @@ class ChangeService:
         return moved
 
     def rebase(self, change: int, *, actor: Person) -> requests.ChangeRequest:
-        """Runs the change's intent again on the target's newest commit (after a conflict)."""
+        """Runs the change's intent again on the target's newest commit (after a conflict, or
+        when the target moved), and leaves it ``open``.
+
+        An approval is cleared: the new commit is another change and must be approved again.
+        Lines the new commit replaces that the target itself changed since the change was made
+        are kept in :attr:`~nebula.changes.requests.ChangeRequest.overrides` (and the audit
+        log), so its page shows that approving undoes those newer edits.
+        """
         with self.store.lock(change):
             current = self.store.get(change)
-            if current.state not in ("open", "conflict"):
+            if current.state not in REBASABLE:
                 raise errors.PermanentError(f"change #{change} is {current.state}: no rebase")
             intent = intents.parse(current.intent)
             head = self._fetch()
             path, before, after = self._edited(intent, head.commit)
+            overrides = self._overrides(current, path, before, after)
             author = Person.parse(current.requester)
             commit = self._commit(head.commit, path, after, intent.title(), author, current.branch)
             self._push([f"+refs/heads/{current.branch}:refs/heads/{current.branch}"])
             moved = self.store.move(
-                change, leaving=("open", "conflict"), to="open", base_revision=head.commit,
+                change, leaving=REBASABLE, to="open", base_revision=head.commit,
                 head_revision=commit, diff=_diff(path, before, after), file=path,
-                conflict_files=[], reason=None,
+                conflict_files=[], reason=None, decided_by=None, overrides=overrides,
             )  # fmt: skip
             assert moved is not None
-        self._audit(str(actor), "change.rebased", moved, revision=commit)
+        detail: dict[str, object] = {"revision": commit}
+        if current.decided_by:
+            detail["approval cleared"] = current.decided_by
+        if overrides:
+            detail["overrides"] = overrides
+        self._audit(str(actor), "change.rebased", moved, **detail)
         return moved
+
+    def _overrides(
+        self, change: requests.ChangeRequest, path: str, before: str, after: str
+    ) -> list[str]:
+        """The lines of ``before`` (the target's newest text of ``path``) that ``after`` (the
+        change made again) writes over with what the change wrote before, although the target
+        changed them since ``change`` was made: newer edits that approving would undo.
+
+        A line the change now writes differently than before (it kept the target's edit, a
+        comment say, and added its own) undoes nothing. Those found by an earlier rebase stay
+        while the change still replaces them.
+        """
+        now, new = before.splitlines(), after.splitlines()
+        matcher = difflib.SequenceMatcher(a=now, b=new, autojunk=False)
+        replaced = [op for op in matcher.get_opcodes() if op[0] in ("replace", "delete")]
+        found: list[str] = []
+        if path == change.file:
+            try:
+                made_on = self._text_at(change.base_revision, path).splitlines()
+                wrote = set(self._text_at(change.head_revision, path).splitlines())
+            # The file was not there (or not this path) on the old base: nothing to compare.
+            except KeyError:
+                made_on, wrote = now, set()
+            changed_since = _changed(made_on, now)
+            for _, start, end, new_start, new_end in replaced:
+                if all(line in wrote for line in new[new_start:new_end]):
+                    found += [now[i] for i in range(start, end) if i in changed_since]
+        still = {now[i] for _, start, end, _, _ in replaced for i in range(start, end)}
+        kept = [line for line in change.overrides if line in still and line not in found]
+        return found + kept
+
+    def _text_at(self, commit: str, path: str) -> str:
+        """The text of ``path`` at ``commit``; KeyError when the mirror has neither."""
+        with self._mirror.writing() as repo:
+            if commit not in repo:
+                raise KeyError(commit)
+            entry = repo[commit].peel(pygit2.Commit).tree[path]
+            return bytes(repo[entry.id].peel(pygit2.Blob).data).decode("utf-8", errors="replace")
 
     # --- Following the sync --------------------------------------------------------------
 
@@ -363,6 +496,24 @@ def _inside(path: str, folder: str) -> None:
         raise errors.PermanentError(f"{path} is outside the repository")
     if folder not in ("", ".") and not normal.startswith(folder + "/"):
         raise errors.PermanentError(f"{path} is outside {folder}/, the GitSource's folder")
+
+
+def _conflict_files(index: pygit2.Index) -> tuple[str, ...]:
+    """The files a merge index holds in conflict, sorted."""
+    conflicts = index.conflicts
+    assert conflicts is not None  # asked only of an index with conflicts
+    return tuple(sorted({entry.path for entries in conflicts for entry in entries if entry}))
+
+
+def _changed(old: list[str], new: list[str]) -> set[int]:
+    """The lines of ``new`` that are not in ``old`` as they stand (added or changed), by index."""
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    return {
+        line
+        for tag, _, _, start, end in matcher.get_opcodes()
+        if tag in ("replace", "insert")
+        for line in range(start, end)
+    }
 
 
 def _diff(path: str, before: str, after: str) -> str:

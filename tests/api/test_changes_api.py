@@ -239,3 +239,28 @@ async def test_the_intents_and_the_change_routes_are_documented_in_openapi(
     assert "Problem" in schema["components"]["schemas"]
     # The pages and their forms stay out of the API's document.
     assert "/changes" not in paths and "/changes/{change}/approve" not in paths
+
+
+async def test_a_change_says_over_the_api_whether_it_still_merges_into_main_now(
+    changes_client: httpx.AsyncClient, change_service: ChangeService, homelab_remote: GitRemote
+) -> None:
+    # Bug (issue 11): nothing said a change no longer applied until it was approved.
+    change = change_service.open(ADD_TO_VM, requester=ADA, origin="cli")
+    before = (await changes_client.get(f"/api/v1/changes/{change.id}", headers=bearer("ci"))).json()
+    models = homelab_remote.read("manifests/models.yaml")
+    homelab_remote.write(
+        "manifests/models.yaml", models.replace("nodes: [home-ubuntu]", "nodes: [home-ubuntu] #")
+    )
+    head = homelab_remote.commit("Main changes the same line")
+
+    one = (await changes_client.get(f"/api/v1/changes/{change.id}", headers=bearer("ci"))).json()
+    [listed] = (await changes_client.get("/api/v1/changes", headers=bearer("ci"))).json()
+
+    assert (before["applies"], before["conflictFiles"]) == (True, [])
+    assert (one["state"], one["applies"], one["checkedAgainst"]) == ("open", False, head)
+    assert one["conflictFiles"] == ["manifests/models.yaml"]
+    assert (listed["applies"], listed["conflictFiles"]) == (False, ["manifests/models.yaml"])
+    rebased = await changes_client.post(f"/api/v1/changes/{change.id}/rebase", headers=bearer("ci"))
+    assert (rebased.json()["state"], rebased.json()["overrides"]) == ("open", [])
+    again = (await changes_client.get(f"/api/v1/changes/{change.id}", headers=bearer("ci"))).json()
+    assert (again["applies"], again["baseRevision"]) == (True, head)

@@ -361,3 +361,101 @@ async def test_a_server_without_change_requests_says_so_on_the_page_and_in_the_a
     assert listed.status_code == 404
     assert "--changes-source" in listed.json()["detail"]
     assert live.status_code == 204, "no feed: the browser stops asking"
+
+
+def edit_main(remote: GitRemote, path: str, old: str, new: str) -> str:
+    """A commit on main replacing ``old`` with ``new`` in ``path``; its revision."""
+    text = remote.read(path)
+    assert old in text, f"{old!r} is not in {path}"
+    remote.write(path, text.replace(old, new, 1))
+    return remote.commit(f"{old} -> {new} on main")
+
+
+async def test_a_change_page_says_it_no_longer_applies_as_soon_as_main_changes_its_lines(
+    changes_client: httpx.AsyncClient, change_service: ChangeService, homelab_remote: GitRemote
+) -> None:
+    # Bug (issue 11): a conflict with main showed only once Approve was clicked. The change's
+    # page and the queue now say it no longer applies as soon as main changes the same lines,
+    # offer Rebase instead of Approve, and reading them moves nothing.
+    change = change_service.open(ADD_TO_VM, requester=ADA, origin="cli")
+    await sign_in(changes_client, "abe")
+    fresh = await changes_client.get(f"/changes/{change.id}")
+    assert "no longer applies" not in fresh.text
+    assert f'action="/changes/{change.id}/approve"' in section(fresh.text, "decide")
+
+    head = edit_main(
+        homelab_remote, "manifests/models.yaml", "nodes: [home-ubuntu]", "nodes: [home-ubuntu] #"
+    )
+    page = await changes_client.get(f"/changes/{change.id}")
+    queue = await changes_client.get("/changes")
+
+    card = section(page.text, "change")
+    assert 'data-state="open"' in card and 'data-applies="false"' in card
+    assert "No longer applies:" in card and f'it is now at <code title="{head}">' in card
+    assert "<li><code>manifests/models.yaml</code></li>" in card
+    forms = section(page.text, "decide")
+    assert f'action="/changes/{change.id}/approve"' not in forms
+    assert f'action="/changes/{change.id}/rebase"' in forms
+    row = section(queue.text, "queue")
+    assert re.search(rf'<tr id="change-{change.id}" class="trouble"', row)
+    assert "no longer applies" in row
+    assert change_service.store.get(change.id).state == "open"
+    assert git(homelab_remote, "rev-parse", "main") == head
+
+
+async def test_rebasing_an_approved_change_from_the_page_clears_its_approval(
+    changes_client: httpx.AsyncClient, change_service: ChangeService, homelab_remote: GitRemote
+) -> None:
+    # Bug (issue 11): rebased after a conflict, a change kept "Approved by" its first approver.
+    change = change_service.open(ADD_TO_VM, requester=ADA, origin="cli")
+    edit_main(
+        homelab_remote, "manifests/models.yaml", "nodes: [home-ubuntu]", "nodes: [home-ubuntu] #"
+    )
+    await sign_in(changes_client, "abe")
+    token = csrf_in((await changes_client.get(f"/changes/{change.id}")).text)
+    await changes_client.post(f"/changes/{change.id}/approve", data={web_auth.CSRF_FIELD: token})
+    conflicted = await changes_client.get(f"/changes/{change.id}")
+    assert "Approved by" in section(conflicted.text, "change")
+
+    rebased = await changes_client.post(
+        f"/changes/{change.id}/rebase", data={web_auth.CSRF_FIELD: csrf_in(conflicted.text)}
+    )
+    page = await changes_client.get(rebased.headers["location"])
+
+    card = section(page.text, "change")
+    assert 'data-state="open"' in card
+    assert "Approved by" not in card
+    assert f'action="/changes/{change.id}/approve"' in section(page.text, "decide")
+    assert "approval cleared: abe <abe@nebula.invalid>" in section(page.text, "trail")
+    assert change_service.store.get(change.id).decided_by is None
+
+
+async def test_a_rebase_that_undoes_a_newer_edit_on_main_shows_it_in_the_diff(
+    changes_client: httpx.AsyncClient, change_service: ChangeService, homelab_remote: GitRemote
+) -> None:
+    # Bug (issue 11): ollama 0.5.7 -> 0.5.8, rebased after main moved to 0.5.9, quietly became a
+    # downgrade of main's newer edit. The page now says so and marks the line in the diff.
+    change = change_service.open(
+        intents.SetServiceImage(service="ollama", image="ollama/ollama:0.5.8"),
+        requester=ADA, origin="discord",
+    )  # fmt: skip
+    edit_main(
+        homelab_remote, "manifests/services/home.yaml", "ollama/ollama:0.5.7",
+        "ollama/ollama:0.5.9",
+    )  # fmt: skip
+    await sign_in(changes_client, "abe")
+    token = csrf_in((await changes_client.get(f"/changes/{change.id}")).text)
+
+    await changes_client.post(f"/changes/{change.id}/rebase", data={web_auth.CSRF_FIELD: token})
+    page = (await changes_client.get(f"/changes/{change.id}")).text
+
+    warning = section(page, "change")
+    assert "Undoes a newer edit on main:" in warning
+    assert "<li><code>image: ollama/ollama:0.5.9</code></li>" in warning
+    assert "no longer applies" not in warning  # made again on main, it merges
+    diff = section(page, "diff")
+    assert '<span class="line remove undoes"' in diff
+    assert re.search(r'class="line remove undoes"[^>]*>-  image: ollama/ollama:0.5.9<', diff)
+    assert re.search(r'class="line add">\+  image: ollama/ollama:0.5.8<', diff)
+    queue = section((await changes_client.get("/changes")).text, "queue")
+    assert "undoes a newer edit" in queue

@@ -12,6 +12,7 @@ import fastapi
 import httpx
 
 import api
+from api.routes import kinds
 from controllers import nebula_node
 from nebula.heartbeats import Heartbeat
 from nebula.resources import KINDS, ResourceKey
@@ -62,7 +63,7 @@ NO_DRIVER = (
 
 def text_of(page: str) -> str:
     """The page's text without tags or entities, spaces squeezed: what a reader sees."""
-    inline = re.sub(r"</?(?:a|code|span|time)\b[^>]*>", "", page)
+    inline = re.sub(r"</?(?:a|code|span|time|wbr)\b[^>]*>", "", page)
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", inline)))
 
 
@@ -107,7 +108,7 @@ async def test_the_kind_page_lists_its_objects_with_the_kinds_printer_columns(
     assert rows[1][9] == "HeartbeatStale no beat"
     assert rows[1][10] == "by hand"
     assert len(rows) == 2  # the model is another kind's
-    assert "2 nebulanodes, 1 ready, 1 in trouble" in text_of(response.text)
+    assert "2 nebulanodes: 1 ready, 1 need attention" in text_of(response.text)
 
 
 async def test_a_stalled_object_shows_the_stalled_badge_and_what_to_fix(
@@ -228,7 +229,7 @@ async def test_a_degraded_node_is_in_trouble_and_its_page_lists_what_the_agent_c
     assert row[8] == "Ready Degraded"
     assert f"HardwareDiffers: {why}" in row[9]
     assert '<tr class="trouble">' in table
-    assert "1 nebulanode, 1 ready, 1 in trouble" in text_of(table)
+    assert "1 nebulanode: 1 need attention" in text_of(table)
 
 
 async def test_cluster_scoped_objects_live_at_kind_and_name_namespaced_ones_under_a_namespace(
@@ -396,7 +397,7 @@ async def test_each_page_costs_one_store_read_however_many_objects(
         read_by_table, counting.reads = counting.reads, []
         detail = await client.get("/kinds/NebulaNode/node-042")
 
-    assert table.text.count('<a href="/kinds/NebulaNode/node-') == 200
+    assert table.text.count('<a href="/kinds/NebulaNode/node-') == kinds.PAGE_SIZE
     assert read_by_table == ["list NebulaNode"]
     assert detail.status_code == 200
     assert counting.reads == ["get NebulaNode/node-042"]
@@ -414,3 +415,34 @@ async def test_the_pages_send_the_anonymous_to_sign_in_when_users_are_configured
 
     assert table.status_code == detail.status_code == 303
     assert detail.headers["location"] == "/login?next=%2Fkinds%2FNebulaNode%2Fhome-ubuntu"
+
+
+async def test_a_large_kind_is_listed_a_page_at_a_time_with_the_count_and_links(
+    client: httpx.AsyncClient, homelab: Any, store: PostgresStore
+) -> None:
+    # Bug (issue 11): the kind page rendered all 753 rows of a large homelab (555 KB). It now
+    # lists PAGE_SIZE at a time, says how many there are in all, and links the other pages.
+    total = 2 * kinds.PAGE_SIZE + 53
+    for n in range(total):
+        store.put(homelab.model(f"model-{n:04}"))
+
+    first = (await client.get("/kinds/NebulaModel")).text
+    last = await client.get("/kinds/NebulaModel", params={"page": "3"})
+    past = await client.get("/kinds/NebulaModel", params={"page": "4"})
+    wrong = await client.get("/kinds/NebulaModel", params={"page": "two"})
+
+    assert first.count('<a href="/kinds/NebulaModel/ai/model-') == kinds.PAGE_SIZE
+    assert '<a href="/kinds/NebulaModel/ai/model-0000">' in first
+    assert f"1\u2013{kinds.PAGE_SIZE} of {total}" in text_of(first)
+    assert f"{total} nebulamodels" in text_of(first)  # the tally counts them all
+    assert 'href="/kinds/NebulaModel?page=2" rel="next"' in first
+    assert 'href="/kinds/NebulaModel?page=3"' in first
+    assert last.status_code == 200
+    assert last.text.count('<a href="/kinds/NebulaModel/ai/model-') == 53
+    assert f'<a href="/kinds/NebulaModel/ai/model-{total - 1:04}">' in last.text
+    assert f"{2 * kinds.PAGE_SIZE + 1}\u2013{total} of {total}" in text_of(last.text)
+    assert 'href="/kinds/NebulaModel?page=2" rel="prev"' in last.text
+    assert (past.status_code, wrong.status_code) == (404, 400)
+    assert "there is no page 4: NebulaModel has 3" in text_of(past.text)
+    assert "give a whole number from 1 to 3" in text_of(wrong.text)
+    assert len(first) < 200_000

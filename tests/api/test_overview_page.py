@@ -51,7 +51,8 @@ async def test_the_page_lists_every_object_by_kind_with_its_conditions(
     assert "no heartbeat" in resources
     models = section(response.text, "NebulaModel", "ComfyWorkflow")
     assert "ai/llama3-1-8b" in models
-    assert "Unknown" in models  # no controller has looked at it yet
+    assert "Not acted on" in models  # no controller runs NebulaModel yet
+    assert "stored; no controller runs NebulaModel yet" in models
     for kind in KINDS:
         assert f'id="{kind}"' in response.text
 
@@ -313,3 +314,88 @@ async def test_reporting_machines_are_listed_and_an_undeclared_one_stands_out(
     )
     # Sizes as every page shows them (the table showed the stored 24564Mi).
     assert "RTX 4090 (24Gi)" in page and "24564Mi" not in page
+
+
+TOTAL = re.compile(r'data-standing="(\w+)"><strong>(\d+)</strong>')
+
+
+def degraded(homelab: Any) -> dict[str, Any]:
+    """A status that is Ready, but Degraded: it works, not as declared."""
+    status: dict[str, Any] = homelab.status("True", "Reporting", "RTX 3060")
+    status["conditions"].append(
+        {"type": "Degraded", "status": "True", "reason": "HardwareMismatch",
+         "message": "declared 24Gi VRAM, found 12Gi", "lastTransitionTime": "2026-05-15T12:00:00Z"}
+    )  # fmt: skip
+    return status
+
+
+async def test_the_totals_count_every_object_once_and_say_what_no_controller_runs(
+    client: httpx.AsyncClient, homelab: Any
+) -> None:
+    # Bug (issue 11): "27 resources, 1 ready, 4 need attention, 0 stalled" left 22 objects with
+    # no status counted nowhere, each with an empty message. Each object now counts in exactly
+    # one standing, and one of a kind no controller runs says so in words.
+    homelab.put(homelab.node("home-ubuntu"), homelab.status("True", "Reporting", "RTX 3060"))
+    homelab.put(homelab.node("linode-vps"), homelab.status("False", "HeartbeatStale", "no beat"))
+    homelab.put(homelab.node("windows-vm"), degraded(homelab))
+    homelab.put(homelab.git_source("homelab", "https://github.com/nebula-lab/homelab"))
+    homelab.put(homelab.model("qwen"), homelab.status("False", "Invalid", BAD_FILE, stalled=True))
+    for name in ("llama", "mistral", "phi"):
+        homelab.put(homelab.model(name))
+
+    page = (await client.get("/")).text
+
+    totals = dict(TOTAL.findall(section(page, "main", "sources")))
+    assert totals == {
+        "total": "8", "ready": "1", "attention": "2", "stalled": "1", "waiting": "1",
+        "unreconciled": "3",
+    }  # fmt: skip
+    assert sum(int(n) for name, n in totals.items() if name != "total") == 8
+    note = html.unescape(page[page.index('id="not-acted-on"') :].split("</p>", 1)[0])
+    assert "3 not acted on yet: stored, but no controller runs NebulaModel yet." in note
+    models = section(page, "NebulaModel", "ComfyWorkflow")
+    assert models.count('class="message-cell">stored; no controller runs NebulaModel yet<') == 3
+    assert models.count("Not acted on") == 3
+    # The degraded node is in the attention list, the unreconciled models are not.
+    attention = section(page, "attention", "runs")
+    assert "windows-vm" in attention
+    assert "ai/llama" not in attention
+    sources = section(page, "sources", "runs")
+    assert "its controller has not reported on it yet" in sources
+
+    listed = (await client.get("/api/v1/resources")).json()
+    standings = {item["name"]: item["standing"] for item in listed}
+    assert standings == {
+        "home-ubuntu": "ready", "linode-vps": "attention", "windows-vm": "attention",
+        "qwen": "stalled", "llama": "unreconciled", "mistral": "unreconciled",
+        "phi": "unreconciled", "homelab": "waiting",
+    }  # fmt: skip
+    assert {item["name"]: item["reconciled"] for item in listed}["llama"] is False
+
+    kind_page = html.unescape((await client.get("/kinds/NebulaModel")).text)
+    tally = r"4 nebulamodels: <span[^>]*>1 stalled</span>, <span[^>]*>3 not acted on yet"
+    assert re.search(tally, kind_page)
+    assert "No controller runs NebulaModel yet" in kind_page
+
+
+async def test_a_kind_the_runtime_reconciles_waits_for_its_controller_instead(
+    store: PostgresStore, runs: History, trigger: Any, secrets: Any, homelab: Any
+) -> None:
+    homelab.put(homelab.model("llama"))
+    app = api.create_app(
+        store=store, runs=runs, trigger=trigger, secrets=secrets,
+        reconciled_kinds=["GitSource", "NebulaNode", "BotConfig", "NebulaModel"],
+    )  # fmt: skip
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://nebula.test"
+    ) as client:
+        page = (await client.get("/")).text
+        kind_page = (await client.get("/kinds/NebulaModel")).text
+        one = (await client.get("/kinds/NebulaModel/ai/llama")).text
+
+    totals = dict(TOTAL.findall(section(page, "main", "sources")))
+    assert (totals["waiting"], totals["unreconciled"]) == ("1", "0")
+    assert 'id="not-acted-on"' not in page
+    assert "no controller runs" not in kind_page
+    assert "its controller has not reported on it yet" in one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -91,3 +92,25 @@ async def test_the_interactive_documentation_is_served(client: httpx.AsyncClient
 
     assert response.status_code == 200
     assert "/api/v1/openapi.json" in response.text
+
+
+async def test_the_documentation_loads_only_from_this_server_so_it_works_offline(
+    client: httpx.AsyncClient,
+) -> None:
+    # Bug (issue 11): /api/docs loaded Swagger UI from a CDN, a blank page without internet.
+    # Every script, stylesheet and icon it names is now this server's, and each answers.
+    page = (await client.get("/api/docs")).text
+
+    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", page)
+    urls += re.findall(r"""url:\s*["']([^"']+)["']""", page)
+    assert urls, page
+    assert all(url.startswith("/") and not url.startswith("//") for url in urls), urls
+    assert "http://" not in page and "https://" not in page
+    kinds = {}
+    for url in urls:
+        answer = await client.get(url)
+        assert answer.status_code == 200, url
+        kinds[url.rsplit(".", 1)[-1]] = answer.headers["content-type"]
+    assert kinds["js"].startswith(("text/javascript", "application/javascript"))
+    assert kinds["css"].startswith("text/css")
+    assert kinds["json"].startswith("application/json")

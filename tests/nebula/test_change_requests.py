@@ -214,3 +214,124 @@ def test_a_rejected_change_cannot_be_approved(changes: ChangeService) -> None:
         changes.approve(change.id, approver=BOB)
     # A rejected request may be asked for again: it opens a new change.
     assert changes.open(ADD_TO_VM, requester=ADA, origin="web").id != change.id
+
+
+OLLAMA = "manifests/services/home.yaml"
+OLLAMA_058 = intents.SetServiceImage(service="ollama", image="ollama/ollama:0.5.8")
+
+
+def _main_edits(remote: GitRemote, path: str, old: str, new: str, message: str) -> str:
+    """A commit on main replacing ``old`` with ``new`` in ``path``; its revision."""
+    text = remote.read(path)
+    assert old in text, f"{old!r} is not in {path}"
+    remote.write(path, text.replace(old, new, 1))
+    return remote.commit(message)
+
+
+def test_a_change_no_longer_applies_as_soon_as_main_changes_its_lines_and_nothing_moves(
+    changes: ChangeService, homelab_remote: GitRemote
+) -> None:
+    # Bug (issue 11): a conflict with main showed only once Approve was clicked. Reading the
+    # change now says it no longer applies as soon as main changed the same lines, and
+    # reading it moves nothing (it stays open, main stays as it was).
+    change = changes.open(ADD_TO_VM, requester=ADA, origin="cli")
+    assert changes.checks([change])[change.id].applies is True
+
+    elsewhere = _main_edits(
+        homelab_remote, OLLAMA, "ollama/ollama:0.5.7", "ollama/ollama:0.5.9", "Ollama 0.5.9"
+    )
+    moved = changes.checks([change])[change.id]
+    assert (moved.applies, moved.target_revision) == (True, elsewhere)
+
+    same_lines = _main_edits(
+        homelab_remote, "manifests/models.yaml", "nodes: [home-ubuntu]",
+        "nodes: [home-ubuntu]  # pinned", "Pin the model",
+    )  # fmt: skip
+    check = changes.checks([change])[change.id]
+
+    assert (check.applies, check.target_revision) == (False, same_lines)
+    assert check.conflict_files == ("manifests/models.yaml",)
+    assert changes.store.get(change.id).state == "open"
+    assert _git(homelab_remote, "rev-parse", "main") == same_lines
+    # A decided change is not checked: it merges no more.
+    rejected = changes.reject(change.id, actor=BOB)
+    assert changes.checks([rejected]) == {}
+
+
+def test_a_check_against_a_remote_that_is_gone_is_unknown_not_an_error(
+    changes: ChangeService, homelab_remote: GitRemote
+) -> None:
+    change = changes.open(ADD_TO_VM, requester=ADA, origin="cli")
+    homelab_remote.bare.rename(homelab_remote.bare.with_name("moved.git"))
+
+    check = changes.checks([change])[change.id]
+
+    assert (check.applies, check.target_revision) == (None, None)
+    assert check.problem and "there is no repository at" in check.problem
+
+
+def test_a_rebase_clears_the_approval_so_the_new_commit_must_be_approved_again(
+    changes: ChangeService, homelab_remote: GitRemote, database: str
+) -> None:
+    # Bug (issue 11): a change approved, then rebased after a conflict, still showed as
+    # approved by its first approver: the new commit is another change and needs its own.
+    change = changes.open(ADD_TO_VM, requester=ADA, origin="cli")
+    _main_edits(
+        homelab_remote, "manifests/models.yaml", "nodes: [home-ubuntu]",
+        "nodes: [home-ubuntu]  # pinned", "Pin the model",
+    )  # fmt: skip
+    conflicted = changes.approve(change.id, approver=BOB)
+    assert (conflicted.state, conflicted.decided_by) == ("conflict", str(BOB))
+
+    rebased = changes.rebase(change.id, actor=ADA)
+
+    assert (rebased.state, rebased.decided_by) == ("open", None)
+    trail = audit.entries(database, subject=f"change/{change.id}")
+    assert trail[0].action == "change.rebased"  # newest first
+    assert trail[0].detail["approval cleared"] == str(BOB)
+    merged = changes.approve(change.id, approver=ADA)
+    assert (merged.state, merged.decided_by) == ("merged", str(ADA))
+    actions = [entry.action for entry in audit.entries(database, subject=f"change/{change.id}")]
+    assert actions.count("change.approved") == 2
+
+
+def test_a_rebase_that_would_undo_a_newer_edit_on_main_says_so_with_its_diff(
+    changes: ChangeService, homelab_remote: GitRemote, database: str
+) -> None:
+    # Bug (issue 11): a change setting ollama 0.5.7 -> 0.5.8, rebased after main moved to 0.5.9,
+    # quietly became 0.5.9 -> 0.5.8: a downgrade of main's newer edit. The rebased change now
+    # names the lines of main it replaces that main had changed since it was made.
+    change = changes.open(OLLAMA_058, requester=ADA, origin="discord")
+    assert change.overrides == []
+    _main_edits(homelab_remote, OLLAMA, "ollama/ollama:0.5.7", "ollama/ollama:0.5.9", "0.5.9")
+    assert changes.checks([change])[change.id].conflict_files == (OLLAMA,)
+
+    rebased = changes.rebase(change.id, actor=BOB)
+
+    assert rebased.overrides == ["  image: ollama/ollama:0.5.9"]
+    assert "-  image: ollama/ollama:0.5.9" in rebased.diff.splitlines()
+    assert "+  image: ollama/ollama:0.5.8" in rebased.diff.splitlines()
+    assert changes.store.get(change.id).overrides == rebased.overrides
+    trail = audit.entries(database, subject=f"change/{change.id}")
+    assert trail[0].detail["overrides"] == ["  image: ollama/ollama:0.5.9"]
+    # Main moves elsewhere and the change is rebased again: it still undoes that edit.
+    _main_edits(
+        homelab_remote, "manifests/models.yaml", "nodes: [home-ubuntu]",
+        "nodes: [home-ubuntu]  # pinned", "Pin the model",
+    )  # fmt: skip
+    again = changes.rebase(change.id, actor=BOB)
+    assert again.overrides == ["  image: ollama/ollama:0.5.9"]
+
+
+def test_a_rebase_over_edits_elsewhere_overrides_nothing(
+    changes: ChangeService, homelab_remote: GitRemote
+) -> None:
+    change = changes.open(OLLAMA_058, requester=ADA, origin="web")
+    _main_edits(
+        homelab_remote, "manifests/models.yaml", "nodes: [home-ubuntu]",
+        "nodes: [home-ubuntu]  # pinned", "Pin the model",
+    )  # fmt: skip
+
+    rebased = changes.rebase(change.id, actor=BOB)
+
+    assert (rebased.state, rebased.overrides) == ("open", [])
