@@ -22,8 +22,8 @@ import pydantic.alias_generators
 import ruamel.yaml
 import ruamel.yaml.representer
 
+from controllers import declared, kinds
 from nebula.resources import KINDS, Resource, ResourceKey, columns, conditions
-from nebula.resources.bot_config import BotConfig
 from nebula.resources.git_source import GitSource
 from nebula.resources.nebula_node import NebulaNode, NebulaNodeStatus
 from nebula.store import StoredObject
@@ -59,12 +59,10 @@ UNREADABLE_STATUS = "StatusUnreadable"
 WAITING = "its controller has not reported on it yet"
 """The message of an object whose kind a controller runs, before it first reports."""
 
-RECONCILED_KINDS: frozenset[str] = frozenset(
-    kind.__name__ for kind in (GitSource, NebulaNode, BotConfig)
-)
-"""The kinds a controller runs today, in both runtimes (``controllers/local.py`` ``runtime()``
-and ``controllers/handlers.py``): what :func:`api.app.create_app` assumes unless told.
-The others are stored and shown; nothing acts on them yet."""
+RECONCILED_KINDS: frozenset[str] = kinds.RUN
+"""The kinds a controller runs today, in both runtimes (``controllers/kinds.py``): what
+:func:`api.app.create_app` assumes unless told. The others are checked and stored; their
+status says nothing runs them yet."""
 
 Standing = Literal["ready", "attention", "stalled", "waiting", "unreconciled"]
 """Where an object stands, as the pages count it; every object is in exactly one:
@@ -154,6 +152,8 @@ class ResourceSummary(ApiModel):
             return "attention"
         if self.ready == "True":
             return "ready"
+        if self.reason == declared.NOT_RUN_YET:
+            return "unreconciled"
         if self.reconciled or conditions.find(self.conditions, conditions.READY) is not None:
             return "waiting"
         return "unreconciled"

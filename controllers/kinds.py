@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from controllers import bot_config, git_source, nebula_node, reconciling
+from controllers import bot_config, declared, git_source, nebula_node, reconciling
 
-__all__ = ["KINDS", "Factory", "build"]
+__all__ = ["KINDS", "RUN", "Factory", "build"]
 
 Factory = type[reconciling.Kind[Any, Any, Any]]
 """A kind's class: built once per runtime with the runtime's services (``Kind(services)``)."""
@@ -20,8 +20,18 @@ KINDS: tuple[Factory, ...] = (
     git_source.GitSourceKind,
     nebula_node.NebulaNodeKind,
     bot_config.BotConfigKind,
+    # Checked and stored, not run yet (each says so in its status): until their reconcilers.
+    declared.NebulaServiceKind,
+    declared.NebulaModelKind,
+    declared.ComfyWorkflowKind,
+    declared.PipelineKind,
 )
-"""Every kind that has a reconciler; the kinds not listed are stored and shown, not run."""
+"""Every kind, with what reconciles it."""
+
+RUN: frozenset[str] = frozenset(
+    kind.model.__name__ for kind in KINDS if not issubclass(kind, declared.DeclaredKind)
+)
+"""The kinds whose objects something runs on the machines (the others are only checked)."""
 
 
 def build(
