@@ -31,7 +31,6 @@ import dataclasses
 import datetime
 import hmac
 import logging
-import os
 import pathlib
 import secrets
 import urllib.parse
@@ -46,7 +45,7 @@ import markupsafe
 import starlette.responses
 import starlette.types
 
-from nebula import errors
+from nebula import errors, settings
 from nebula.auth import LIFETIME, OPEN_ACCESS, Role, Session, Sessions, User, Users
 
 __all__ = [
@@ -446,7 +445,7 @@ def add_users_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--users",
         type=pathlib.Path,
-        default=os.environ.get("NEBULA_USERS_FILE") or None,
+        default=settings.Settings().users_file,
         metavar="FILE",
         help="who may sign in: a users file (default: $NEBULA_USERS_FILE); without one, "
         "the web UI is open to anyone who can reach it",

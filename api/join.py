@@ -95,7 +95,7 @@ class JoinCommand:
             )
         _err.print(f"On the machine {args.node}, run:", markup=False)
         _out.print(agent_command(found.url, args.node, token), markup=False)
-        return 0
+        return cli.EXIT_OK
 
 
 JOIN = JoinCommand()

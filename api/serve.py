@@ -96,7 +96,7 @@ class ServeCommand:
                 api, url, users=users, sessions=sessions, changes=changes, events=feed
             )
             asyncio.run(_serve(app, feed, listening=listening))
-        return 0
+        return cli.EXIT_OK
 
 
 async def _serve(

@@ -114,7 +114,7 @@ class UpCommand:
                 )
             )
         _err.print("stopped", markup=False)
-        return 0
+        return cli.EXIT_OK
 
 
 async def _serve(

@@ -263,7 +263,7 @@ class BotCommand:
                 asyncio.run(_discord(state, key, bot_config, ui_url=args.ui_url))
             else:
                 asyncio.run(_twitch(state, key, bot_config))
-        return 0
+        return nebula_cli.EXIT_OK
 
 
 def _on_cluster(

@@ -18,7 +18,6 @@ import difflib
 import getpass
 import io
 import json
-import os
 import pathlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -344,7 +343,7 @@ def intent_arguments(name: str, pairs: list[str]) -> dict[str, Any]:
 
 
 def _person(given: str | None) -> changes.Person:
-    return changes.Person.parse(given or os.environ.get("NEBULA_USER") or getpass.getuser())
+    return changes.Person.parse(given or settings.Settings().user or getpass.getuser())
 
 
 class ChangeCommand:

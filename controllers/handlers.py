@@ -269,7 +269,7 @@ class OperatorCommand:
                 )
             finally:
                 runtime.close()
-        return 0
+        return cli.EXIT_OK
 
 
 OPERATOR = OperatorCommand()

