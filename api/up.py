@@ -215,11 +215,12 @@ def _banner(
         if repo is None
         else f"Push to {repo}; POST its webhook to /hooks/git to sync at once."
     )
-    access = (
-        f"Sign in as a user of {rich.markup.escape(str(users))}."
-        if users
-        else f"[yellow]The web UI is {OPEN_WARNING}.[/yellow]"
-    )
+    if users:
+        access = f"Sign in as a user of {rich.markup.escape(str(users))}."
+    elif reached.loopback:
+        access = "The web UI has no sign-in: anyone on this machine may use it (--users FILE)."
+    else:
+        access = f"[yellow]The web UI is {OPEN_WARNING}.[/yellow]"
     text = (
         f"[bold]Nebula is up[/bold]: {url}\n"
         f"{rich.markup.escape(edit)}\n"

@@ -21,7 +21,7 @@ from typing import Literal
 from controllers import outcomes, reconciling
 from nebula import bot_reports
 from nebula.bot_reports import BotName, BotReport
-from nebula.resources import conditions
+from nebula.resources import base, conditions
 from nebula.resources.bot_config import BotConfig, BotConfigSpec, BotConfigStatus, BotStatus
 
 __all__ = [
@@ -40,6 +40,8 @@ APPLIED = "Applied"
 APPLYING = "Applying"
 DISCONNECTED = "Disconnected"
 NOT_REPORTED = "has not reported: start it with `nebula bot {bot}`"
+NEEDS_SECRET = " (it reads its credentials from secret {name})"
+"""What NOT_REPORTED adds when the spec names the secret the bot reads its token from."""
 
 
 Result = reconciling.Result[BotConfigStatus]
@@ -77,7 +79,7 @@ def reconcile(
 
     # What each configured bot says it runs; a bot that never reported runs nothing yet.
     latest = {report.bot: report for report in reports}
-    bots = [_bot_status(bot, latest.get(bot)) for bot in configured_bots(spec)]
+    bots = [_bot_status(bot, latest.get(bot), spec) for bot in configured_bots(spec)]
     applied = [bot.applied_generation for bot in bots if bot.applied_generation is not None]
     oldest = min(applied) if applied and len(applied) == len(bots) else None
 
@@ -121,15 +123,25 @@ def reconcile(
     return Result(new, None, (event,) if event else ())
 
 
-def _bot_status(bot: BotName, report: BotReport | None) -> BotStatus:
+def _bot_status(bot: BotName, report: BotReport | None, spec: BotConfigSpec) -> BotStatus:
     if report is None:
-        return BotStatus(bot=bot, message=NOT_REPORTED.format(bot=bot))
+        ref = _token_ref(bot, spec)
+        needs = NEEDS_SECRET.format(name=ref.name) if ref else ""
+        return BotStatus(bot=bot, message=NOT_REPORTED.format(bot=bot) + needs)
     return BotStatus(
         bot=bot,
         applied_generation=report.applied_generation,
         connected=report.connected,
         message=report.message,
     )
+
+
+def _token_ref(bot: BotName, spec: BotConfigSpec) -> base.SecretKeyRef | None:
+    """The secret key the bot reads its token from, as the spec names it."""
+    if bot == "discord" and spec.discord is not None:
+        return spec.discord.token_secret_ref
+    platforms = spec.stream.platforms if spec.stream is not None else []
+    return next((p.credentials_secret_ref for p in platforms if p.platform == "twitch"), None)
 
 
 def _current(bot: BotStatus, generation: int | None) -> bool:

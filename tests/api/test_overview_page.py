@@ -314,6 +314,10 @@ async def test_reporting_machines_are_listed_and_an_undeclared_one_stands_out(
     )
     # Sizes as every page shows them (the table showed the stored 24564Mi).
     assert "RTX 4090 (24Gi)" in page and "24564Mi" not in page
+    # What to do about the undeclared one, in words and commands (issue 11.2).
+    undeclared = re.search(r'<p class="muted" id="undeclared">(.*?)</p>', page, re.S)
+    assert undeclared is not None and "(laptop here)" in undeclared[1]
+    assert "<code>nebula up --node NAME</code>" in undeclared[1]
 
 
 TOTAL = re.compile(r'data-standing="(\w+)"><strong>(\d+)</strong>')

@@ -91,8 +91,11 @@ def test_a_bot_that_never_reported_says_how_to_start_it() -> None:
         _config(), reports=[_report("twitch", 3)], now=NOW, previous=None
     )
 
+    # The hint names the secret the bot needs, as the spec does (a bare `nebula bot discord`
+    # only says it lacks its token).
     assert _ready(outcome)[2].startswith(
-        "waiting for discord (has not reported: start it with `nebula bot discord`)"
+        "waiting for discord (has not reported: start it with `nebula bot discord` "
+        "(it reads its credentials from secret discord-bot))"
     )
     [discord, twitch] = outcome.status.bots
     assert (discord.bot, discord.applied_generation, discord.connected) == ("discord", None, False)
