@@ -16,11 +16,20 @@ output, the web pages). Pure functions, no I/O.
 
 from __future__ import annotations
 
-import decimal
+import functools
 
 from nebula.resources import fields
 
-__all__ = ["MIB", "SHORTFALL", "SHORTFALL_FLOOR", "from_bytes", "human", "meets", "to_bytes"]
+__all__ = [
+    "MIB",
+    "SHORTFALL",
+    "SHORTFALL_FLOOR",
+    "from_bytes",
+    "human",
+    "least",
+    "meets",
+    "to_bytes",
+]
 
 MIB = 1024**2
 """Bytes in a mebibyte: nvidia-smi reports memory in MiB."""
@@ -63,8 +72,11 @@ def from_bytes(count: int) -> str:
     return str(count)
 
 
+@functools.lru_cache(maxsize=4096)
 def to_bytes(quantity: str) -> int:
-    """The byte count of a quantity such as ``24Gi`` (fractions of a byte are dropped)."""
+    """The byte count of a quantity such as ``24Gi`` (fractions of a byte are dropped).
+
+    Remembered: a quantity is parsed once, however many nodes and services compare it."""
     return int(fields.parse_quantity(quantity))
 
 
@@ -85,10 +97,17 @@ def human(quantity: str | int, *, exact: bool = False) -> str:
     return str(int(size))
 
 
-def meets(found: str, *, declared: str) -> bool:
+def meets(found: str | int, *, declared: str | int) -> bool:
     """Whether a reported size counts as the declared one: at most :data:`SHORTFALL` of it
-    (and never less than :data:`SHORTFALL_FLOOR`) below. Both are quantities (``7982Mi``,
-    ``8Gi``)."""
-    wanted = fields.parse_quantity(declared)
-    margin = max(wanted * decimal.Decimal(str(SHORTFALL)), decimal.Decimal(SHORTFALL_FLOOR))
-    return fields.parse_quantity(found) >= wanted - margin
+    (and never less than :data:`SHORTFALL_FLOOR`) below. Each is a quantity (``7982Mi``,
+    ``8Gi``) or a byte count."""
+    has = found if isinstance(found, int) else to_bytes(found)
+    return has >= least(declared)
+
+
+@functools.lru_cache(maxsize=4096)
+def least(declared: str | int) -> int:
+    """The fewest bytes reported hardware may have and still count as ``declared`` (see
+    :func:`meets`); remembered, for comparing one declared size with many machines."""
+    wanted = declared if isinstance(declared, int) else to_bytes(declared)
+    return wanted - max(int(wanted * SHORTFALL), SHORTFALL_FLOOR)
